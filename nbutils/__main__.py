@@ -1,0 +1,3 @@
+from nbutils.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,142 @@
+"""Volumes in one shape for every source, and a torch ``Dataset`` of their slices.
+
+A :class:`Volume` is what every method receives: slices (S, C, H, W) normalised to [0, 1],
+the brain mask the label-free rule uses, and the ground truth when there is one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nbutils.data import lgg as lgg_io
+from nbutils.data.phantom import Phantom, flair_phantom
+from nbutils.data.preprocessing import brain_mask, cached, normalize, to_slices, to_square
+
+
+@dataclasses.dataclass
+class Volume:
+    """One subject or patient, as slices."""
+
+    name: str
+    image: np.ndarray  # (S, C, H, W) float32 in [0, 1]
+    brain: np.ndarray  # (S, H, W) bool, estimated from the image (never from labels)
+    flair_channel: int = 0
+    target: np.ndarray | None = None  # (S, H, W) bool lesion ground truth
+    tissue: np.ndarray | None = None  # (S, H, W) uint8 tissue labels (0 bg, 1 CSF, 2 GM, 3 WM)
+
+    @property
+    def flair(self) -> np.ndarray:
+        """(S, H, W) the channel the label-free rule reads."""
+        return self.image[:, self.flair_channel]
+
+
+def central_slices(mask: np.ndarray, n: int | None, axis: int = 2, span=(0.2, 0.8)) -> np.ndarray:
+    """Indices of ``n`` evenly spaced slices along ``axis`` through the central ``span`` of ``mask``.
+
+    ``n=None`` keeps every slice that holds part of the mask.
+    """
+    present = np.flatnonzero(np.moveaxis(mask, axis, 0).reshape(mask.shape[axis], -1).any(1))
+    if n is None:
+        return present
+    lo, hi = present[0] + span[0] * (present[-1] - present[0]), present[0] + span[1] * (present[-1] - present[0])
+    return np.unique(np.round(np.linspace(lo, hi, n)).astype(int))
+
+
+def from_phantom(p: Phantom, slices_per_volume: int | None = None, size: int | None = None) -> Volume:
+    """Axial slices of a phantom subject, optionally a central subset resized to ``size``."""
+    keep = central_slices(p.brain_mask, slices_per_volume)
+    image, lesion, tissue = (to_slices(a)[keep] for a in (p.image, p.lesion, p.tissue))
+    if size is not None:
+        image = to_square(image, size, order=1)
+        lesion = to_square(lesion, size, order=0)
+        tissue = to_square(tissue, size, order=0)
+    image = normalize(image)
+    return Volume(f"phantom_{p.seed:03d}", image[:, None], brain_mask(image), 0, lesion, tissue)
+
+
+def from_lgg(v: lgg_io.LGGVolume, size: int | None = None) -> Volume:
+    """An LGG patient: 3 channels (pre-contrast, FLAIR, post-contrast), FLAIR is channel 1."""
+    image = v.image.astype(np.float32)
+    mask = v.mask
+    if size is not None:
+        image = to_square(image, size, order=1)
+        mask = None if mask is None else to_square(mask, size, order=0)
+    image = normalize(np.moveaxis(image, -1, 1))
+    flair = image[:, lgg_io.FLAIR_CHANNEL]
+    return Volume(v.patient, image, brain_mask(flair), lgg_io.FLAIR_CHANNEL, mask)
+
+
+def phantom_volumes(n_subjects: int, slices_per_volume: int | None, size: int | None,
+                    seed: int = 0, cache_dir: str | Path | None = None) -> list[Volume]:
+    """``n_subjects`` phantom volumes (seeds ``seed``, ``seed+1``, ...), cached as .npz when
+    ``cache_dir`` is given (keyed by these parameters)."""
+    params = dict(kind="phantom", n=n_subjects, slices=slices_per_volume, size=size, seed=seed, version=1)
+
+    def build() -> dict:
+        vols = [from_phantom(flair_phantom(seed + i), slices_per_volume, size) for i in range(n_subjects)]
+        return _stack(vols)
+
+    arrays = cached(cache_dir, "phantom", params, build) if cache_dir else build()
+    return _unstack(arrays)
+
+
+def lgg_volumes(folder: str | Path, size: int | None = None, patients: int | None = None,
+                cache_dir: str | Path | None = None) -> list[Volume]:
+    """LGG patients as volumes, cached as .npz when ``cache_dir`` is given."""
+    params = dict(kind="lgg", folder=str(Path(folder).resolve()), size=size, patients=patients, version=1)
+
+    def build() -> dict:
+        return _stack([from_lgg(v, size) for v in lgg_io.load_lgg(folder, patients)])
+
+    arrays = cached(cache_dir, "lgg", params, build) if cache_dir else build()
+    return _unstack(arrays)
+
+
+def _stack(volumes: list[Volume]) -> dict:
+    """Volumes -> flat arrays for an .npz (slices concatenated, an index per slice)."""
+    out = dict(
+        names=np.array([v.name for v in volumes]),
+        volume_index=np.concatenate([np.full(len(v.image), i) for i, v in enumerate(volumes)]),
+        flair_channel=np.array([v.flair_channel for v in volumes]),
+        image=np.concatenate([v.image for v in volumes]),
+        brain=np.concatenate([v.brain for v in volumes]),
+    )
+    for key in ("target", "tissue"):
+        if all(getattr(v, key) is not None for v in volumes):
+            out[key] = np.concatenate([getattr(v, key) for v in volumes])
+    return out
+
+
+def _unstack(arrays: dict) -> list[Volume]:
+    volumes = []
+    for i, name in enumerate(arrays["names"]):
+        rows = arrays["volume_index"] == i
+        volumes.append(Volume(
+            str(name), arrays["image"][rows], arrays["brain"][rows], int(arrays["flair_channel"][i]),
+            arrays["target"][rows] if "target" in arrays else None,
+            arrays["tissue"][rows] if "tissue" in arrays else None,
+        ))
+    return volumes
+
+
+class SliceDataset(torch.utils.data.Dataset):
+    """The slices of several volumes as ``{"image": (C, H, W), "brain": (H, W)[, "target"]}``."""
+
+    def __init__(self, volumes: list[Volume]):
+        self.image = torch.from_numpy(np.concatenate([v.image for v in volumes]))
+        self.brain = torch.from_numpy(np.concatenate([v.brain for v in volumes]))
+        has_target = all(v.target is not None for v in volumes)
+        self.target = torch.from_numpy(np.concatenate([v.target for v in volumes])) if has_target else None
+
+    def __len__(self) -> int:
+        return len(self.image)
+
+    def __getitem__(self, i: int) -> dict:
+        item = {"image": self.image[i], "brain": self.brain[i]}
+        if self.target is not None:
+            item["target"] = self.target[i]
+        return item

@@ -1,0 +1,58 @@
+"""Atomic writing and the checks every loaded array goes through."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from nbutils.errors import InputError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one step.
+
+    A crash or an exception leaves any earlier ``path`` untouched and removes the partial file.
+    The temporary name keeps the file's ending, so writers that infer the format still work.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".partial-{uuid.uuid4().hex[:8]}-{path.name}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def save_npz(path: str | os.PathLike, **arrays) -> Path:
+    """Write arrays to a compressed ``.npz`` atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+    return path
+
+
+def check_volume(array: np.ndarray, path, ndim: int | tuple[int, ...]) -> np.ndarray:
+    """Return ``array`` as float32 after checking it is usable image data.
+
+    Raises :class:`InputError` naming ``path`` when the array has the wrong number of
+    dimensions, holds NaN or inf values, or is all zero (nothing to segment).
+    """
+    dims = (ndim,) if isinstance(ndim, int) else ndim
+    if array.ndim not in dims:
+        want = " or ".join(f"{d}D" for d in dims)
+        raise InputError(path, f"is {array.ndim}D with shape {tuple(array.shape)}, expected {want}")
+    array = np.asarray(array, dtype=np.float32)
+    bad = int(np.count_nonzero(~np.isfinite(array)))
+    if bad:
+        raise InputError(path, f"holds {bad} NaN or infinite values; fix or mask them before segmenting")
+    if not np.any(array):
+        raise InputError(path, "is all zero: there is nothing to segment")
+    return array

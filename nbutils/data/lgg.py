@@ -1,0 +1,98 @@
+"""Loader for the LGG FLAIR data set in its Kaggle ``kaggle_3m`` layout.
+
+Buda, Saha, Mazurowski, Computers in Biology and Medicine 2019 (TCGA-LGG, TCIA, CC BY 3.0).
+Layout: ``<patient>/<patient>_<slice>.tif`` (H, W, 3 uint8: pre-contrast, FLAIR, post-contrast)
+and optional ``<patient>/<patient>_<slice>_mask.tif`` (H, W, 0/255). Slice numbers are 1-based
+and not zero-padded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from nbutils.errors import InputError
+
+CHANNELS = ("pre-contrast", "FLAIR", "post-contrast")
+FLAIR_CHANNEL = 1
+_SLICE = re.compile(r"^(?P<patient>.+)_(?P<index>\d+)(?P<mask>_mask)?\.tiff?$", re.IGNORECASE)
+
+
+@dataclasses.dataclass
+class LGGVolume:
+    """One patient: slices stacked in numeric order."""
+
+    patient: str
+    slice_names: list[str]  # file stems, e.g. "TCGA_CS_4941_19960909_7"
+    image: np.ndarray  # (S, H, W, C) uint8
+    mask: np.ndarray | None  # (S, H, W) bool, None when the folder holds no masks
+    folder: Path
+
+
+def _read_tif(path: Path) -> np.ndarray:
+    try:
+        return tifffile.imread(path)
+    except Exception as exc:  # tifffile raises several types for broken files
+        raise InputError(path, f"not a readable TIFF file ({type(exc).__name__}: {exc})") from None
+
+
+def is_lgg_patient(folder: Path) -> bool:
+    """True when ``folder`` holds ``<name>_<number>.tif`` slices."""
+    return any(_SLICE.match(p.name) and not _SLICE.match(p.name)["mask"] for p in Path(folder).glob("*.tif*"))
+
+
+def load_lgg_patient(folder: str | Path) -> LGGVolume:
+    """Load one patient folder; warn and skip a mask whose image is missing."""
+    folder = Path(folder)
+    images, masks = {}, {}
+    for path in folder.iterdir():
+        match = _SLICE.match(path.name)
+        if match:
+            (masks if match["mask"] else images)[int(match["index"])] = path
+    for index in sorted(set(masks) - set(images)):
+        warnings.warn(f"{masks[index]}: mask has no image next to it; skipped", stacklevel=2)
+    if not images:
+        raise InputError(folder, "holds no LGG slice images (<patient>_<n>.tif)")
+    order = sorted(images)
+    slices = [_read_tif(images[i]) for i in order]
+    first = slices[0].shape
+    for i, array in zip(order, slices):
+        if array.shape != first or array.ndim not in (2, 3):
+            raise InputError(images[i], f"has shape {array.shape}, the first slice has {first}")
+    image = np.stack([s if s.ndim == 3 else s[..., None] for s in slices])
+    mask = None
+    if masks:
+        mask = np.zeros(image.shape[:3], bool)
+        for s, i in enumerate(order):
+            if i not in masks:
+                warnings.warn(f"{images[i]}: image has no mask next to it; treated as empty", stacklevel=2)
+                continue
+            m = _read_tif(masks[i])
+            m = m[..., 0] if m.ndim == 3 else m
+            if m.shape != image.shape[1:3]:
+                raise InputError(masks[i], f"has shape {m.shape}, its image has {image.shape[1:3]}")
+            mask[s] = m > 0
+    patient = _SLICE.match(images[order[0]].name)["patient"]
+    return LGGVolume(patient, [images[i].name.rsplit(".", 1)[0] for i in order], image, mask, folder)
+
+
+def load_lgg(folder: str | Path, patients: int | None = None) -> list[LGGVolume]:
+    """Load a ``kaggle_3m`` root (one sub-folder per patient) or a single patient folder.
+
+    ``patients`` keeps the first N patients in name order. Raises :class:`InputError` naming
+    the folder when it holds no slices.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(folder, "is not a folder")
+    if is_lgg_patient(folder):
+        return [load_lgg_patient(folder)]
+    subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and is_lgg_patient(p))
+    if not subfolders:
+        raise InputError(folder, "holds no LGG patient folders with <patient>_<n>.tif slices")
+    return [load_lgg_patient(p) for p in subfolders[:patients]]

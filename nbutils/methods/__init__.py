@@ -1,0 +1,43 @@
+"""The method registry: a name on the command line -> a function ``(volume, options) -> labels``.
+
+A method returns cluster labels (S, H, W) int, 0 meaning "not clustered" (outside the mask).
+A new method is one module plus one line here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from nbutils.data.datasets import Volume
+from nbutils.methods import classical
+
+
+@dataclasses.dataclass
+class SegmentOptions:
+    k: int = 4
+    seed: int = 0
+    device: str = "auto"
+    profile: str = "ci"
+    checkpoint: str | None = None
+    channels: list[int] | None = None  # channels to cluster; None = all
+
+
+Segmenter = Callable[[Volume, SegmentOptions], np.ndarray]
+
+METHODS: dict[str, Segmenter] = {
+    "kmeans": lambda v, o: classical.kmeans(v.image, v.brain, k=o.k, channels=o.channels, seed=o.seed),
+    "gmm": lambda v, o: classical.gmm(v.image, v.brain, k=o.k, channels=o.channels, seed=o.seed),
+    "otsu": lambda v, o: classical.otsu(v.image, v.brain, k=o.k, channel=v.flair_channel),
+    "zscore": lambda v, o: classical.robust_zscore(v.image, v.brain, channel=v.flair_channel),
+}
+
+
+def get(name: str) -> Segmenter:
+    """The segmenter registered as ``name``; a ValueError lists the known names otherwise."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(sorted(METHODS))}") from None

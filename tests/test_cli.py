@@ -1,0 +1,140 @@
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import tifffile
+
+from conftest import make_lgg_patient, save_nifti
+from nbutils.cli import main
+from nbutils.data.phantom import flair_phantom
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def lgg_folder(tmp_path):
+    root = tmp_path / "kaggle_3m"
+    make_lgg_patient(root, "TCGA_XX_0001_20000101", seed=0)
+    make_lgg_patient(root, "TCGA_XX_0002_20000101", slices=(1, 2), seed=1)
+    return root
+
+
+def test_segment_lgg_writes_design_names_and_evaluate_scores_them(lgg_folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, stdout, _ = run(capsys, "segment", "kmeans", lgg_folder, out, "--k", "3")
+    assert code == 0, stdout
+    names = sorted(p.name for p in (out / "TCGA_XX_0001_20000101").iterdir())
+    assert names == sorted(f"TCGA_XX_0001_20000101_{i}_{k}.tif" for i in (1, 2, 10) for k in ("labels", "lesion"))
+    lesion = tifffile.imread(out / "TCGA_XX_0001_20000101" / "TCGA_XX_0001_20000101_1_lesion.tif")
+    assert lesion.dtype == np.uint8 and set(np.unique(lesion)) <= {0, 255}
+    report = tmp_path / "scores.json"
+    code, stdout, _ = run(capsys, "evaluate", out, lgg_folder, "--json", report)
+    assert code == 0 and "mean" in stdout
+    scores = json.loads(report.read_text())
+    assert len(scores["rows"]) == 2 and scores["summary"]["dice_label_free"]["mean"] > 0.8
+
+
+def test_rerun_same_run_resumes_and_other_run_is_refused(lgg_folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run(capsys, "segment", "kmeans", lgg_folder, out)[0] == 0
+    before = {p: p.read_bytes() for p in out.rglob("*.tif")}
+    code, stdout, _ = run(capsys, "segment", "kmeans", lgg_folder, out)
+    assert code == 0 and "2 already done" in stdout
+    code, _, err = run(capsys, "segment", "gmm", lgg_folder, out)
+    assert code == 2 and err.startswith(f"error: {out}: holds a different run") and err.count("\n") == 1
+    assert {p: p.read_bytes() for p in out.rglob("*.tif")} == before  # nothing lost
+    assert run(capsys, "segment", "gmm", lgg_folder, out, "--overwrite")[0] == 0
+
+
+def test_output_with_foreign_files_is_refused(lgg_folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    code, _, err = run(capsys, "segment", "kmeans", lgg_folder, out)
+    assert code == 2 and "not an nbutils run" in err and (out / "notes.txt").read_text() == "mine"
+
+
+def test_missing_image_next_to_mask_warns_and_goes_on(lgg_folder, tmp_path, capsys):
+    (lgg_folder / "TCGA_XX_0002_20000101" / "TCGA_XX_0002_20000101_2.tif").unlink()
+    with pytest.warns(UserWarning, match="TCGA_XX_0002_20000101_2_mask.tif: mask has no image"):
+        code, _, _ = run(capsys, "segment", "otsu", lgg_folder, tmp_path / "out")
+    assert code == 0
+    assert len(list((tmp_path / "out" / "TCGA_XX_0002_20000101").iterdir())) == 2
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["segment", "nope", "{in}", "{out}"], "unknown method 'nope'"),
+    (["segment", "kmeans", "{empty}", "{out}"], "holds no LGG slices"),
+    (["segment", "kmeans", "{missing}", "{out}"], "does not exist"),
+])
+def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, match, lgg_folder):
+    (tmp_path / "empty").mkdir()
+    paths = {"in": lgg_folder, "out": tmp_path / "out", "empty": tmp_path / "empty", "missing": tmp_path / "missing"}
+    code, _, err = run(capsys, *[a.format(**paths) for a in argv])
+    assert code == 2 and match in err and err.startswith("error: ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("data, match", [
+    (np.full((4, 4, 4), np.nan, np.float32), "NaN"),
+    (np.zeros((4, 4, 4), np.float32), "all zero"),
+    (np.ones((4, 4), np.float32), "is 2D"),
+])
+def test_bad_nifti_exit_2(tmp_path, capsys, data, match):
+    path = save_nifti(tmp_path / "case7_flair.nii.gz", data)
+    code, _, err = run(capsys, "segment", "kmeans", path, tmp_path / "out")
+    assert code == 2 and err.startswith(f"error: {path}: ") and match in err
+
+
+def test_truncated_nifti_exit_2(tmp_path, capsys):
+    good = save_nifti(tmp_path / "good.nii.gz", np.ones((8, 8, 8), np.float32))
+    bad = tmp_path / "case7_flair.nii.gz"
+    bad.write_bytes(good.read_bytes()[:60])
+    code, _, err = run(capsys, "segment", "kmeans", bad, tmp_path / "out")
+    assert code == 2 and "not a readable NIfTI file" in err and str(bad) in err
+
+
+def test_segment_nifti_case_keeps_affine_and_shape(tmp_path, capsys):
+    p = flair_phantom(0)
+    case = tmp_path / "cases" / "sub01"
+    case.mkdir(parents=True)
+    affine = np.diag([-2.0, 2.0, 2.0, 1.0])  # not canonical on purpose
+    save_nifti(case / "FLAIR.nii.gz", p.image[::-1], affine)
+    save_nifti(case / "T1.nii.gz", p.image[::-1] * 0.5 + 0.1, affine)
+    save_nifti(case / "sub01_seg.nii.gz", p.lesion[::-1].astype(np.uint8), affine)
+    out = tmp_path / "out"
+    assert run(capsys, "segment", "kmeans", tmp_path / "cases", out, "--k", "5", "--all-components")[0] == 0
+    lesion = nib.load(out / "sub01_lesion.nii.gz")
+    assert lesion.shape == p.image.shape and np.allclose(lesion.affine, affine)
+    code, stdout, _ = run(capsys, "evaluate", out, tmp_path / "cases")
+    assert code == 0
+    dice = float(stdout.splitlines()[1].split()[1])
+    assert dice > 0.6  # the flipped orientation was restored, else the overlap would be near 0
+
+
+def test_segment_image_folder(tmp_path, capsys):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    images = tmp_path / "imgs"
+    images.mkdir()
+    img = np.full((32, 32, 3), 40, np.uint8)
+    img[8:16, 8:16] = 220
+    Image.fromarray((img + rng.integers(0, 10, img.shape)).astype(np.uint8)).save(images / "cat.png")
+    out = tmp_path / "out"
+    assert run(capsys, "segment", "kmeans", images, out, "--k", "2")[0] == 0
+    lesion = np.asarray(Image.open(out / "cat_lesion.png"))
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".png") == ["cat_labels.png", "cat_lesion.png"]
+    assert (lesion[8:16, 8:16] == 255).all() and lesion.sum() == 64 * 255
+
+
+def test_lgg_sample_kmeans_label_free(lgg_sample, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run(capsys, "segment", "kmeans", lgg_sample, out)[0] == 0
+    report = tmp_path / "s.json"
+    assert run(capsys, "evaluate", out, lgg_sample, "--json", report)[0] == 0
+    summary = json.loads(report.read_text())["summary"]
+    assert summary["dice_label_free"]["mean"] > 0.5  # measured 0.74; crude skull strip gives about 0.3

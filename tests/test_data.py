@@ -1,0 +1,145 @@
+import gzip
+import warnings
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from conftest import make_lgg_patient, save_nifti
+from nbutils.data import datasets, images, lgg, nifti
+from nbutils.data.mni152 import load_mni152
+from nbutils.data.phantom import flair_phantom
+from nbutils.errors import InputError
+
+
+def test_mni152_labels_are_argmax_inside_brain():
+    mni = load_mni152(2)
+    assert mni.t1.shape == (99, 117, 95) and mni.labels.shape == mni.t1.shape
+    assert (mni.labels[~mni.brain_mask] == 0).all()
+    inside = mni.brain_mask
+    expected = np.argmax(np.stack([mni.csf, mni.gm, mni.wm]), 0)[inside] + 1
+    np.testing.assert_array_equal(mni.labels[inside], expected)
+    # on T1, CSF < GM < WM
+    means = [mni.t1[mni.labels == k].mean() for k in (1, 2, 3)]
+    assert means[0] < means[1] < means[2]
+
+
+def test_phantom_is_deterministic_and_subjects_differ():
+    a, b, c = flair_phantom(3), flair_phantom(3), flair_phantom(4)
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.lesion, b.lesion)
+    assert not np.array_equal(a.lesion, c.lesion)
+
+
+def test_phantom_flair_contrast():
+    p = flair_phantom(0, noise=0.0, bias=0.0)
+    mean = {k: p.image[(p.tissue == v) & ~p.lesion].mean() for k, v in (("csf", 1), ("gm", 2), ("wm", 3))}
+    assert mean["csf"] < mean["wm"] < mean["gm"] < p.image[p.lesion].mean()
+    assert p.lesion.any() and not (p.lesion & ~p.brain_mask).any()
+    no_skull = flair_phantom(0, skull=False, noise=0.0)
+    assert no_skull.image[~no_skull.brain_mask].max() < 0.05
+
+
+def test_lgg_loader_orders_slices_numerically(tmp_path):
+    make_lgg_patient(tmp_path, slices=(10, 2, 1))
+    [vol] = lgg.load_lgg(tmp_path)
+    assert [n.rsplit("_", 1)[1] for n in vol.slice_names] == ["1", "2", "10"]
+    assert vol.image.shape == (3, 48, 48, 3) and vol.mask.dtype == bool and vol.mask.any()
+
+
+def test_lgg_loader_without_masks(tmp_path):
+    folder = make_lgg_patient(tmp_path, masks=False)
+    [vol] = lgg.load_lgg(folder)  # a single patient folder works too
+    assert vol.mask is None
+
+
+def test_lgg_mask_without_image_warns_and_skips(tmp_path):
+    folder = make_lgg_patient(tmp_path, slices=(1, 2, 3))
+    (folder / "TCGA_XX_0001_20000101_2.tif").unlink()
+    with pytest.warns(UserWarning, match=r"TCGA_XX_0001_20000101_2_mask.tif: mask has no image"):
+        [vol] = lgg.load_lgg(tmp_path)
+    assert len(vol.slice_names) == 2
+
+
+def test_lgg_empty_folder_is_an_error(tmp_path):
+    with pytest.raises(InputError, match=str(tmp_path)):
+        lgg.load_lgg(tmp_path)
+
+
+def test_lgg_sample_real_data(lgg_sample):
+    vols = lgg.load_lgg(lgg_sample)
+    assert len(vols) == 6
+    for v in vols:
+        assert v.image.shape[1:] == (256, 256, 3) and v.mask.shape == v.image.shape[:3]
+
+
+def test_nifti_canonical_and_back(tmp_path):
+    data = np.random.default_rng(0).uniform(1, 2, (6, 7, 8)).astype(np.float32)
+    flipped = np.diag([-2.0, 2.0, 2.0, 1.0])  # LAS: x runs right-to-left
+    path = save_nifti(tmp_path / "case.nii.gz", data, flipped)
+    case = nifti.load_nifti_case(path)
+    np.testing.assert_allclose(case.data[0], data[::-1])  # canonical RAS flips x
+    back = case.to_original(case.data[0], dtype=np.float32)
+    np.testing.assert_allclose(back.get_fdata(), data)
+    np.testing.assert_array_equal(back.affine, flipped)
+
+
+def test_nifti_case_folder_stacks_sorted_and_excludes_ground_truth(tmp_path):
+    folder = tmp_path / "BraTS_001"
+    folder.mkdir()
+    for i, name in enumerate(["t1", "flair", "t2"]):
+        save_nifti(folder / f"BraTS_001_{name}.nii.gz", np.full((4, 4, 4), i + 1.0, np.float32))
+    seg = np.zeros((4, 4, 4), np.uint8)
+    seg[1, 1, 1] = 2
+    save_nifti(folder / "BraTS_001_seg.nii.gz", seg)
+    case = nifti.load_nifti_case(folder)
+    assert case.channel_names == ["flair", "t1", "t2"] and case.flair_channel == 0
+    assert case.target.sum() == 1
+    picked = nifti.load_nifti_case(folder, ["t2", "flair"])
+    assert picked.channel_names == ["t2", "flair"] and picked.data[0, 0, 0, 0] == 3.0
+    with pytest.raises(InputError, match="no sequence named like 't1ce'"):
+        nifti.load_nifti_case(folder, ["t1ce"])
+
+
+@pytest.mark.parametrize("problem, make, match", [
+    ("truncated", lambda p: p.write_bytes(gzip.compress(b"\x00" * 400)[:30]), "not a readable NIfTI"),
+    ("2d", lambda p: save_nifti(p, np.ones((5, 5), np.float32)), "is 2D"),
+    ("nan", lambda p: save_nifti(p, np.full((3, 3, 3), np.nan, np.float32)), "NaN"),
+    ("zero", lambda p: save_nifti(p, np.zeros((3, 3, 3), np.float32)), "all zero"),
+])
+def test_nifti_bad_input_names_the_file(tmp_path, problem, make, match):
+    path = tmp_path / f"{problem}.nii.gz"
+    make(path)
+    with pytest.raises(InputError, match=match) as err:
+        nifti.load_nifti_case(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_nifti_sequences_of_different_shapes(tmp_path):
+    save_nifti(tmp_path / "a_flair.nii.gz", np.ones((4, 4, 4), np.float32))
+    save_nifti(tmp_path / "a_t1.nii.gz", np.ones((4, 4, 5), np.float32))
+    with pytest.raises(InputError, match="a_t1.nii.gz: has shape"):
+        nifti.load_nifti_case(tmp_path)
+
+
+def test_image_folder(tmp_path):
+    from PIL import Image
+    Image.fromarray(np.full((5, 6, 3), 255, np.uint8)).save(tmp_path / "b.png")
+    Image.fromarray(np.full((5, 6), 128, np.uint8)).save(tmp_path / "a.png")
+    loaded = images.load_image_folder(tmp_path)
+    assert [n for n, _ in loaded] == ["a", "b"]
+    assert loaded[0][1].shape == (5, 6, 1) and loaded[1][1].max() == 1.0
+    (tmp_path / "c.png").write_bytes(b"not a png")
+    with pytest.raises(InputError, match="c.png: not a readable image"):
+        images.load_image_folder(tmp_path)
+
+
+def test_phantom_volumes_cache_and_dataset(tmp_path):
+    vols = datasets.phantom_volumes(2, 4, 64, cache_dir=tmp_path)
+    again = datasets.phantom_volumes(2, 4, 64, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+    for a, b in zip(vols, again):
+        np.testing.assert_array_equal(a.image, b.image)
+        assert a.name == b.name and a.image.shape == (4, 1, 64, 64)
+    ds = datasets.SliceDataset(vols)
+    assert len(ds) == 8 and ds[0]["image"].shape == (1, 64, 64) and ds[0]["target"].dtype.is_floating_point is False
