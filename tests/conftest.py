@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -5,7 +6,7 @@ import numpy as np
 import pytest
 import tifffile
 
-LGG_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lgg_sample"
+LGG_SAMPLE = Path(os.environ.get("NBUTILS_LGG_SAMPLE") or Path(__file__).resolve().parents[2] / "shared" / "data" / "lgg_sample")
 
 
 @pytest.fixture
