@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from conftest import make_lgg_patient, save_nifti
+from helpers import make_lgg_patient, save_nifti
 from nbutils.cli import main
 from nbutils.data.phantom import flair_phantom
 

@@ -5,7 +5,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import make_lgg_patient, save_nifti
+from helpers import make_lgg_patient, save_nifti
 from nbutils.data import datasets, images, lgg, nifti
 from nbutils.data.mni152 import load_mni152
 from nbutils.data.phantom import flair_phantom

@@ -15,12 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path(os.environ.get("NBUTILS_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--disable-quic"]
-SCREENSHOTS = ROOT / "build" / "screenshots"
-RESULTS: list[dict] = []
+from labtools import CHROMIUM, CHROMIUM_FLAGS, RESULTS, ROOT, SCREENSHOTS
 
 
 def _free_port() -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RESULTS, ROOT, SCREENSHOTS
+from labtools import RESULTS, ROOT, SCREENSHOTS
 
 pytestmark = pytest.mark.browser
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
