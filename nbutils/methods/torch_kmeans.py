@@ -1,0 +1,64 @@
+"""k-means (k-means++ seeding, Lloyd iterations) in torch, on whatever device the data is on."""
+
+from __future__ import annotations
+
+import torch
+
+
+def squared_distances(x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """(N, K) squared Euclidean distances, via |x|^2 - 2 x.c + |c|^2 (clamped at 0)."""
+    return ((x * x).sum(1, keepdim=True) - 2 * x @ centres.T + (centres * centres).sum(1)).clamp_min_(0)
+
+
+def kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """k-means++ seeding (Arthur & Vassilvitskii 2007): each next centre drawn with probability
+    proportional to the squared distance to the nearest centre chosen so far."""
+    n = len(x)
+    first = torch.randint(n, (1,), generator=generator, device="cpu").item()
+    centres = [x[first]]
+    nearest = squared_distances(x, x[first : first + 1])[:, 0]
+    for _ in range(1, k):
+        probs = (nearest / nearest.sum()).float().cpu()
+        idx = torch.multinomial(probs, 1, generator=generator).item()
+        centres.append(x[idx])
+        nearest = torch.minimum(nearest, squared_distances(x, x[idx : idx + 1])[:, 0])
+    return torch.stack(centres)
+
+
+def kmeans(x: torch.Tensor, k: int, *, n_init: int = 3, max_iter: int = 100, tol: float = 1e-4,
+           seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Cluster ``x`` (N, D) into ``k`` groups; returns ``(centres (K, D), labels (N,), inertia)``.
+
+    The best of ``n_init`` k-means++ starts (lowest inertia = sum of squared distances). A cluster
+    that empties is re-seeded with the point farthest from its centre.
+    Raises ValueError when k < 2 or k exceeds the number of distinct points.
+    """
+    if k < 2:
+        raise ValueError(f"k must be at least 2, got {k}")
+    distinct = len(torch.unique(x, dim=0)) if len(x) <= 1_000_000 else len(x)
+    if k > distinct:
+        raise ValueError(f"k={k} exceeds the {distinct} distinct feature vectors")
+    generator = torch.Generator().manual_seed(seed)
+    best = None
+    for _ in range(n_init):
+        centres = kmeans_plusplus(x, k, generator)
+        previous = float("inf")
+        for _ in range(max_iter):
+            d = squared_distances(x, centres)
+            dist, labels = d.min(1)
+            sums = torch.zeros_like(centres).index_add_(0, labels, x)
+            counts = torch.bincount(labels, minlength=k)
+            empty = counts == 0
+            centres = sums / counts.clamp_min(1).unsqueeze(1).to(x.dtype)
+            if empty.any():
+                far = dist.topk(int(empty.sum())).indices
+                centres[empty] = x[far]
+            inertia = float(dist.sum())
+            if previous - inertia <= tol * max(previous, 1e-12) and not empty.any():
+                break
+            previous = inertia
+        dist, labels = squared_distances(x, centres).min(1)
+        inertia = float(dist.sum())
+        if best is None or inertia < best[2]:
+            best = (centres, labels, inertia)
+    return best

@@ -1,0 +1,51 @@
+"""A small U-Net that gives D features per pixel at full resolution."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def conv_block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    """3x3 conv (optionally strided) + BN + ReLU, then 3x3 conv + BN + ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+    )
+
+
+class UNetEncoder(nn.Module):
+    """U-Net encoder (N, C, H, W) -> per-pixel features (N, D, H, W).
+
+    Stride-2 downsampling through ``widths`` (default 8-16-32 channels), transposed-conv
+    upsampling with skip concatenation, a 1x1 conv to ``features`` channels. While training,
+    Gaussian noise of std ``noise`` is added to the input (a denoising autoencoder). Any H, W
+    works: inputs are padded (edge values) to a multiple of 2**(len(widths)-1) and the output
+    cropped back.
+    """
+
+    def __init__(self, in_channels: int = 1, features: int = 64, widths=(8, 16, 32), noise: float = 0.05):
+        super().__init__()
+        self.noise, self.features = noise, features
+        self.factor = 2 ** (len(widths) - 1)
+        self.stem = conv_block(in_channels, widths[0])
+        self.downs = nn.ModuleList(conv_block(a, b, stride=2) for a, b in zip(widths[:-1], widths[1:]))
+        self.ups = nn.ModuleList(nn.ConvTranspose2d(b, a, 2, stride=2) for a, b in zip(widths[:-1], widths[1:]))
+        self.merges = nn.ModuleList(conv_block(2 * a, a) for a in widths[:-1])
+        self.head = nn.Conv2d(widths[0], features, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.noise > 0:
+            x = x + self.noise * torch.randn_like(x)
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % self.factor, (-w) % self.factor
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        skips = [self.stem(x)]
+        for down in self.downs:
+            skips.append(down(skips[-1]))
+        y = skips.pop()
+        for up, merge in zip(reversed(self.ups), reversed(self.merges)):
+            y = merge(torch.cat([up(y), skips.pop()], dim=1))
+        return self.head(y)[..., :h, :w]

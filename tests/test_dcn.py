@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.cluster import KMeans
+
+from nbutils.data.datasets import SliceDataset, Volume
+from nbutils import metrics
+from nbutils.errors import InputError
+from nbutils.methods import dcn
+from nbutils.methods.torch_kmeans import kmeans
+from nbutils.models import AutoEncoder, UNetEncoder
+from nbutils.train import fit
+
+
+def test_dcn_count_update_matches_hand_worked_case():
+    centres = torch.tensor([[0.0], [10.0]])
+    counts = torch.tensor([100, 100])
+    dcn.update_centres(centres, counts, z=torch.tensor([[1.0], [9.0], [2.0]]))
+    # z=1 -> centre 0 (count 101): 1/101;  z=9 -> centre 1: (1000 + 9)/101;
+    # z=2 -> centre 0 (count 102): (1 + 2)/102
+    assert torch.allclose(centres, torch.tensor([[3 / 102], [1009 / 101]]))
+    assert counts.tolist() == [102, 101]
+
+
+def test_count_update_equals_sequential_rule():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 2))
+    counts = np.array([100, 5, 1])
+    z = rng.normal(size=(40, 2))
+    labels = np.argmin(((z[:, None] - centres[None]) ** 2).sum(-1), 1)
+    expected, n = centres.copy(), counts.copy()
+    for zi, k in zip(z, labels):  # the rule as written: one point at a time
+        n[k] += 1
+        expected[k] = (1 - 1 / n[k]) * expected[k] + zi / n[k]
+    c, cnt = torch.tensor(centres), torch.tensor(counts)
+    dcn.update_centres(c, cnt, torch.tensor(z))
+    np.testing.assert_allclose(c.numpy(), expected, rtol=1e-10)
+    np.testing.assert_array_equal(cnt.numpy(), n)
+
+
+def test_reseed_empty_takes_worst_fit_point():
+    centres = torch.tensor([[0.0], [100.0]])
+    counts = torch.tensor([50, 50])
+    z = torch.tensor([[0.1], [-0.2], [7.0]])
+    assert dcn.reseed_empty(centres, counts, torch.tensor([3, 0]), z) == 1
+    assert centres[1].item() == 7.0 and counts[1].item() == 1
+
+
+def test_torch_kmeans_matches_sklearn_inertia():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(m, 0.3, (200, 5)) for m in (0, 3, 6, 9)]).astype(np.float32)
+    centres, labels, inertia = kmeans(torch.from_numpy(x), 4, seed=0)
+    ref = KMeans(4, n_init=3, random_state=0).fit(x)
+    assert inertia == pytest.approx(ref.inertia_, rel=1e-3)
+    assert np.allclose(np.sort(centres[:, 0].numpy()), np.sort(ref.cluster_centers_[:, 0]), atol=1e-3)
+
+
+def test_torch_kmeans_bad_k():
+    x = torch.tensor([[0.0], [0.0], [1.0]])
+    with pytest.raises(ValueError, match="at least 2"):
+        kmeans(x, 1)
+    with pytest.raises(ValueError, match="exceeds the 2 distinct"):
+        kmeans(x, 3)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 64, 64), (2, 3, 37, 50), (1, 1, 3, 3)])
+def test_encoder_keeps_full_resolution_for_any_size(shape):
+    enc = UNetEncoder(shape[1], features=16).eval()
+    assert enc(torch.rand(shape)).shape == (shape[0], 16, *shape[2:])
+
+
+def test_autoencoder_output_in_unit_range_and_channels():
+    z, x_hat = AutoEncoder(3, features=8).eval()(torch.rand(2, 3, 32, 32))
+    assert z.shape == (2, 8, 32, 32) and x_hat.shape == (2, 3, 32, 32)
+    assert x_hat.min() >= 0 and x_hat.max() <= 1
+
+
+def _toy_volumes(n=2, size=32, seed=0):
+    rng = np.random.default_rng(seed)
+    vols = []
+    for i in range(n):
+        img = np.full((4, 1, size, size), 0.4, np.float32)
+        img[:, :, 8:20, 8:20] = 0.9
+        img += rng.normal(0, 0.02, img.shape).astype(np.float32)
+        target = np.zeros((4, size, size), bool)
+        target[:, 8:20, 8:20] = True
+        vols.append(Volume(f"toy{i}", img.clip(0, 1), np.ones((4, size, size), bool), 0, target))
+    return vols
+
+
+def test_dcn_fit_separates_two_regions_and_resumes(tmp_path):
+    ds = SliceDataset(_toy_volumes())
+    ckpt = tmp_path / "dcn.pt"
+    res = dcn.fit(ds, 2, pretrain_epochs=20, epochs=2, lam=0.1, batch_size=4, lr=3e-3, checkpoint=ckpt, progress=False)
+    labels = dcn.predict(res, ds.image.numpy())
+    assert metrics.ari(labels, ds.target.numpy()) > 0.7  # measured 0.89
+    more = dcn.fit(ds, 2, epochs=3, lam=0.1, batch_size=4, checkpoint=ckpt, progress=False)
+    assert [h["phase"] for h in more.history].count("dcn") == 3
+    loaded = dcn.load(ckpt)
+    torch.testing.assert_close(loaded.centres, more.centres.cpu())
+
+
+def test_checkpoint_of_another_shape_or_method_is_a_clear_error(tmp_path):
+    ds = SliceDataset(_toy_volumes(1))
+    pre = tmp_path / "pre.pt"
+    fit(AutoEncoder(1, 8), dcn.reconstruction_loss, ds, epochs=1, checkpoint=pre, method="autoencoder", progress=False)
+    with pytest.raises(InputError, match="checkpoint of method 'autoencoder', not 'dcn'"):
+        dcn.load(pre)
+    ckpt = tmp_path / "dcn.pt"
+    res = dcn.fit(ds, 2, pretrain_epochs=1, epochs=1, checkpoint=ckpt, progress=False)
+    with pytest.raises(ValueError, match="takes 1 channel"):
+        dcn.predict(res, np.zeros((1, 3, 32, 32), np.float32))
