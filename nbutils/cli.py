@@ -2,6 +2,7 @@
 
     python -m nbutils segment METHOD INPUT OUTPUT [--k K] [--profile ci|full] [--device auto|cpu|cuda]
                               [--seed N] [--checkpoint PATH] [--channels flair,t1] [--overwrite]
+    python -m nbutils train METHOD INPUT CHECKPOINT [--k K] [--profile ...] [--device ...] [--seed N]
     python -m nbutils evaluate PRED GT [--json FILE]
 
 A user's mistake prints one line ``error: <file>: <problem>`` and exits with code 2.
@@ -25,6 +26,7 @@ from nbutils.data import lgg as lgg_io
 from nbutils.data import nifti as nifti_io
 from nbutils.data.io import atomic_path
 from nbutils.errors import InputError
+from nbutils.train import load_checkpoint
 
 MANIFEST = "nbutils_run.json"
 
@@ -53,6 +55,8 @@ def cmd_segment(args) -> int:
     segmenter = methods.get(args.method)
     cfg = config.load(args.profile, args.device, verbose=False)
     channels = args.channels.split(",") if args.channels else None
+    if args.checkpoint:
+        load_checkpoint(args.checkpoint, args.method)  # a wrong checkpoint fails before anything is written
     cases = cases_io.load_cases(args.input, channels)
     out = Path(args.output)
     run = dict(method=args.method, input=str(Path(args.input).resolve()), k=args.k, seed=args.seed,
@@ -73,6 +77,19 @@ def cmd_segment(args) -> int:
         case.write(out, labels.astype(np.uint8), lesion)
         written += 1
     print(f"{args.method}: {written} case(s) written, {skipped} already done, in {out}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    if args.method not in methods.TRAINERS:
+        raise ValueError(f"method {args.method!r} has nothing to train; trainable: {', '.join(sorted(methods.TRAINERS))}")
+    cfg = config.load(args.profile, args.device, verbose=False)
+    cases = cases_io.load_cases(args.input, args.channels.split(",") if args.channels else None)
+    opts = methods.SegmentOptions(k=args.k, seed=args.seed, device=str(cfg.device), profile=cfg.profile)
+    result = methods.TRAINERS[args.method]([c.volume for c in cases], opts, args.checkpoint)
+    last = result.history[-1]
+    print(f"{args.method}: trained on {len(cases)} case(s), last epoch " +
+          ", ".join(f"{k}={v:.4g}" for k, v in last.items() if isinstance(v, float)) + f"; checkpoint {args.checkpoint}")
     return 0
 
 
@@ -179,6 +196,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="keep every connected piece of the lesion cluster (many lesions), not only the largest (one tumour)")
     seg.add_argument("--overwrite", action="store_true", help="replace the outputs of another run in OUTPUT")
     seg.set_defaults(func=cmd_segment)
+    tr = sub.add_parser("train", help="train METHOD on INPUT and save (and resume from) CHECKPOINT")
+    tr.add_argument("method", help="one of: " + ", ".join(sorted(methods.TRAINERS)))
+    tr.add_argument("input")
+    tr.add_argument("checkpoint", help="written atomically every epoch; an existing one is resumed")
+    tr.add_argument("--k", type=int, default=4)
+    tr.add_argument("--profile", choices=sorted(config.PROFILES), default=None)
+    tr.add_argument("--device", default="auto")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--channels", default=None)
+    tr.set_defaults(func=cmd_train)
     ev = sub.add_parser("evaluate", help="score a segment OUTPUT against ground truth")
     ev.add_argument("pred")
     ev.add_argument("gt")
@@ -192,6 +219,6 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = lambda msg, category, *a, **k: f"warning: {msg}\n"
     try:
         return args.func(args)
-    except (InputError, ValueError) as exc:
+    except (InputError, ValueError, FloatingPointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

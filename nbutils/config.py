@@ -16,8 +16,8 @@ import torch
 from nbutils.runtime import choose_device
 
 PROFILES = {
-    "ci": dict(image_size=128, n_subjects=3, slices_per_volume=8, epochs=3, batch_size=8),
-    "full": dict(image_size=256, n_subjects=10, slices_per_volume=24, epochs=50, batch_size=16),
+    "ci": dict(image_size=128, n_subjects=3, slices_per_volume=8, epochs=3, pretrain_epochs=15, batch_size=8),
+    "full": dict(image_size=256, n_subjects=10, slices_per_volume=24, epochs=20, pretrain_epochs=100, batch_size=16),
 }
 
 
@@ -30,7 +30,8 @@ class Config:
     image_size: int  # pixels, square slices
     n_subjects: int  # phantom subjects
     slices_per_volume: int  # axial slices kept per volume
-    epochs: int
+    epochs: int  # training rounds of a method (DCN: alternations of network and centre updates)
+    pretrain_epochs: int  # autoencoder pretraining
     batch_size: int
     k: int = 4  # clusters
     seed: int = 0
@@ -87,6 +88,7 @@ def load(profile: str | None = None, device: str | None = None, verbose: bool = 
         print(
             f"profile={cfg.profile} device={cfg.device} image_size={cfg.image_size} "
             f"subjects={cfg.n_subjects} slices/volume={cfg.slices_per_volume} epochs={cfg.epochs} "
+            f"pretrain_epochs={cfg.pretrain_epochs} "
             f"k={cfg.k} seed={cfg.seed} lgg={cfg.lgg_path or '-'}"
         )
     return cfg

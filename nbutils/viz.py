@@ -74,3 +74,46 @@ def score_bars(scores: dict[str, list[float]], ylabel: str = "per-volume Dice", 
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1)
     return ax
+
+
+def loss_curves(history: list[dict], keys=None, ax=None, log: bool = True):
+    """Per-epoch losses from a training history (list of dicts), one line per key."""
+    ax = ax or plt.gca()
+    keys = keys or [k for k, v in history[0].items() if isinstance(v, float)]
+    for key in keys:
+        ax.plot([h.get(key, np.nan) for h in history], label=key)
+    ax.set_xlabel("epoch")
+    ax.set_yscale("log" if log else "linear")
+    ax.legend()
+    return ax
+
+
+def reconstructions(images: np.ndarray, recon: np.ndarray, indices, channel: int = 0):
+    """Rows of input / reconstruction / absolute error for the given slices of (S, C, H, W) arrays."""
+    fig, axes = plt.subplots(len(indices), 3, figsize=(7.5, 2.5 * len(indices)), squeeze=False)
+    for row, i in zip(axes, indices):
+        show_slice(images[i, channel], row[0], title=f"input {i}")
+        show_slice(recon[i, channel], row[1], title="reconstruction")
+        row[2].imshow(np.abs(images[i, channel] - recon[i, channel]), cmap="magma", vmin=0, vmax=0.2)
+        row[2].set_axis_off()
+        row[2].set_title("|error| (0 to 0.2)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def feature_pca(z: np.ndarray, mask: np.ndarray | None = None, ax=None, title: str = "features: PCA 1-3 as RGB"):
+    """The first three principal components of per-pixel features (D, H, W) shown as RGB."""
+    from sklearn.decomposition import PCA
+
+    ax = ax or plt.gca()
+    d, h, w = z.shape
+    flat = z.reshape(d, -1).T
+    pcs = PCA(3).fit_transform(flat)
+    lo, hi = np.percentile(pcs, [1, 99], axis=0)
+    rgb = np.clip((pcs - lo) / (hi - lo + 1e-12), 0, 1).reshape(h, w, 3)
+    if mask is not None:
+        rgb[~mask] = 0
+    ax.imshow(rgb)
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=9)
+    return ax

@@ -35,3 +35,58 @@ def slice_scrubber(volume: np.ndarray, masks: dict[str, np.ndarray] | None = Non
         low=w.FloatSlider(0.0, min=0.0, max=1.0, step=0.01, description="window low"),
         high=w.FloatSlider(1.0, min=0.0, max=1.0, step=0.01, description="window high"),
     )
+
+
+def plot_reconstruction(images: np.ndarray, recon: np.ndarray, index: int):
+    """Input, reconstruction and error of slice ``index`` of (S, C, H, W) arrays."""
+    from nbutils.viz import reconstructions
+
+    reconstructions(images, recon, [index])
+    plt.show()
+
+
+def reconstruction_viewer(images: np.ndarray, recon: np.ndarray):
+    """A slider over the slices of an input/reconstruction pair."""
+    import ipywidgets as w
+
+    return w.interact(plot_reconstruction, images=w.fixed(images), recon=w.fixed(recon),
+                      index=w.IntSlider(len(images) // 2, 0, len(images) - 1, description="slice"))
+
+
+def plot_dcn_trial(model, volume, k: int, lam: float, index: int, epochs: int = 1, seed: int = 0,
+                   largest_cc: bool = True):
+    """Train DCN briefly from a copy of a pretrained ``model`` on one volume and show slice ``index``:
+    its clusters and the label-free lesion against the truth, with the volume's Dice in the title."""
+    import copy
+
+    from nbutils import metrics
+    from nbutils.data.datasets import SliceDataset
+    from nbutils.methods import dcn
+
+    result = dcn.fit(SliceDataset([volume]), k, model=copy.deepcopy(model), lam=lam, epochs=epochs, seed=seed,
+                     device=next(model.parameters()).device, progress=False)
+    labels = dcn.predict(result, volume.image, volume.brain)
+    lesion = metrics.label_free_lesion(labels, volume.flair, volume.brain, largest_cc)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4))
+    show_slice(volume.flair[index], axes[0], title=f"DCN clusters, K={k}, lambda={lam:g}", labels=labels[index])
+    title = "label-free lesion (red) vs truth (green)"
+    if volume.target is not None:
+        title += f"\nvolume Dice {metrics.dice(lesion, volume.target):.3f}"
+    show_slice(volume.flair[index], axes[1], title=title,
+               contours={"red": lesion[index], "lime": None if volume.target is None else volume.target[index]})
+    fig.tight_layout()
+    plt.show()
+
+
+def dcn_explorer(model, volume, epochs: int = 1, largest_cc: bool = True):
+    """Sliders for K, lambda (each move re-runs a short DCN training) and the slice shown."""
+    import ipywidgets as w
+
+    return w.interact(
+        plot_dcn_trial, model=w.fixed(model), volume=w.fixed(volume), epochs=w.fixed(epochs), seed=w.fixed(0),
+        largest_cc=w.fixed(largest_cc),
+        k=w.IntSlider(4, 2, 8, description="K", continuous_update=False),
+        lam=w.FloatLogSlider(1.0, base=10, min=-2, max=1, description="lambda", continuous_update=False),
+        index=w.IntSlider(len(volume.image) // 2, 0, len(volume.image) - 1, description="slice",
+                          continuous_update=False),
+    )

@@ -138,3 +138,24 @@ def test_lgg_sample_kmeans_label_free(lgg_sample, tmp_path, capsys):
     assert run(capsys, "evaluate", out, lgg_sample, "--json", report)[0] == 0
     summary = json.loads(report.read_text())["summary"]
     assert summary["dice_label_free"]["mean"] > 0.5  # measured 0.74; crude skull strip gives about 0.3
+
+
+def test_train_then_segment_dcn_with_checkpoint(lgg_folder, tmp_path, capsys):
+    ckpt = tmp_path / "dcn.pt"
+    code, stdout, _ = run(capsys, "train", "dcn", lgg_folder, ckpt, "--k", "3", "--profile", "ci", "--device", "cpu")
+    assert code == 0 and ckpt.exists() and "dcn: trained on 2 case(s)" in stdout
+    out = tmp_path / "out"
+    code, _, _ = run(capsys, "segment", "dcn", lgg_folder, out, "--k", "3", "--checkpoint", ckpt, "--device", "cpu")
+    assert code == 0
+    labels = tifffile.imread(out / "TCGA_XX_0001_20000101" / "TCGA_XX_0001_20000101_1_labels.tif")
+    assert labels.shape == (48, 48) and set(np.unique(labels)) <= {0, 1, 2, 3}
+
+
+def test_segment_with_a_checkpoint_of_another_method_exits_2(lgg_folder, tmp_path, capsys):
+    import torch
+    bad = tmp_path / "other.pt"
+    torch.save({"method": "acwe", "model": {}}, bad)
+    code, _, err = run(capsys, "segment", "dcn", lgg_folder, tmp_path / "out", "--checkpoint", bad)
+    assert code == 2 and err.startswith(f"error: {bad}: is a checkpoint of method 'acwe', not 'dcn'")
+    code, _, err = run(capsys, "train", "kmeans", lgg_folder, tmp_path / "k.pt")
+    assert code == 2 and "has nothing to train" in err

@@ -34,6 +34,14 @@ class Volume:
         return self.image[:, self.flair_channel]
 
 
+def square_volume(v: Volume, size: int) -> Volume:
+    """The volume padded to square slices and resized to ``size`` x ``size`` (labels: nearest)."""
+    def sq(a, order):
+        return None if a is None else to_square(a, size, order)
+    image = np.moveaxis(to_square(np.moveaxis(v.image, 1, -1), size, 1), -1, 1)
+    return Volume(v.name, image, sq(v.brain, 0), v.flair_channel, sq(v.target, 0), sq(v.tissue, 0))
+
+
 def central_slices(mask: np.ndarray, n: int | None, axis: int = 2, span=(0.2, 0.8)) -> np.ndarray:
     """Indices of ``n`` evenly spaced slices along ``axis`` through the central ``span`` of ``mask``.
 
@@ -94,6 +102,29 @@ def lgg_volumes(folder: str | Path, size: int | None = None, patients: int | Non
 
     arrays = cached(cache_dir, "lgg", params, build) if cache_dir else build()
     return _unstack(arrays)
+
+
+def default_volumes(cfg) -> list[Volume]:
+    """The notebooks' data: LGG patients resized to the profile size when ``cfg.lgg_path`` is set,
+    else ``cfg.n_subjects`` phantom subjects (built once, then read from the cache)."""
+    if cfg.lgg_path is not None:
+        return [square_volume(v, cfg.image_size) for v in lgg_volumes(cfg.lgg_path, cache_dir=cfg.cache_dir)]
+    return phantom_volumes(cfg.n_subjects, cfg.slices_per_volume, cfg.image_size, seed=cfg.seed,
+                           cache_dir=cfg.cache_dir)
+
+
+def photo_volumes(names: list[str], size: int) -> list[Volume]:
+    """scikit-image sample photos (e.g. "chelsea", "astronaut", "coffee") as one-slice RGB volumes,
+    resized to ``size`` x ``size``; every pixel counts as foreground."""
+    from skimage import data
+
+    out = []
+    for name in names:
+        photo = getattr(data, name)()
+        photo = photo[..., None] if photo.ndim == 2 else photo[..., :3]
+        image = to_square(photo[None].astype(np.float32) / 255.0, size, order=1)
+        out.append(Volume(name, np.moveaxis(image, -1, 1), np.ones((1, size, size), bool), 0))
+    return out
 
 
 def _stack(volumes: list[Volume]) -> dict:

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from nbutils.data.datasets import Volume
-from nbutils.methods import classical
+from nbutils.methods import classical, dcn
 
 
 @dataclasses.dataclass
@@ -32,6 +32,12 @@ METHODS: dict[str, Segmenter] = {
     "gmm": lambda v, o: classical.gmm(v.image, v.brain, k=o.k, channels=o.channels, seed=o.seed),
     "otsu": lambda v, o: classical.otsu(v.image, v.brain, k=o.k, channel=v.flair_channel),
     "zscore": lambda v, o: classical.robust_zscore(v.image, v.brain, channel=v.flair_channel),
+    "dcn": lambda v, o: dcn.segment(v, o.k, profile=o.profile, device=o.device, checkpoint=o.checkpoint, seed=o.seed),
+}
+
+TRAINERS = {
+    "dcn": lambda volumes, o, ckpt: dcn.train(volumes, o.k, profile=o.profile, device=o.device, checkpoint=ckpt,
+                                            seed=o.seed),
 }
 
 

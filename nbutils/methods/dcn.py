@@ -20,6 +20,9 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from nbutils import config
+from nbutils.data.datasets import SliceDataset, Volume, square_volume
+from nbutils.data.preprocessing import from_square
 from nbutils.methods.torch_kmeans import kmeans, squared_distances
 from nbutils.models import AutoEncoder
 from nbutils.train import fit as train_fit
@@ -203,6 +206,19 @@ def predict(result: DCNResult, image: np.ndarray, brain: np.ndarray | None = Non
 
 
 @torch.no_grad()
+def encode(model: AutoEncoder, image: np.ndarray, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Features (S, D, H, W) and reconstructions (S, C, H, W) of slices (S, C, H, W), as NumPy."""
+    model.eval()
+    device = next(model.parameters()).device
+    zs, xs = [], []
+    for i in range(0, len(image), batch_size):
+        z, x_hat = model(torch.from_numpy(np.ascontiguousarray(image[i : i + batch_size])).float().to(device))
+        zs.append(z.float().cpu().numpy())
+        xs.append(x_hat.float().cpu().numpy())
+    return np.concatenate(zs), np.concatenate(xs)
+
+
+@torch.no_grad()
 def reconstruction_mse(model: AutoEncoder, dataset, device="cpu", batch_size: int = 8) -> float:
     """Mean squared reconstruction error over a dataset (model in eval mode: no input noise)."""
     model.eval().to(device)
@@ -212,3 +228,28 @@ def reconstruction_mse(model: AutoEncoder, dataset, device="cpu", batch_size: in
         total += float(F.mse_loss(model(x)[1], x, reduction="sum"))
         n += x.numel()
     return total / n
+
+
+def train(volumes: list[Volume], k: int = 4, *, profile: str = "ci", device="cpu", lam: float = 1.0,
+          checkpoint: str | os.PathLike | None = None, seed: int = 0, progress: bool = True) -> DCNResult:
+    """Pretrain and train DCN on volumes at the profile's image size and epochs (resumable)."""
+    settings = config.PROFILES[profile]
+    squared = [square_volume(v, settings["image_size"]) for v in volumes]
+    channels = {v.image.shape[1] for v in squared}
+    if len(channels) != 1:
+        raise ValueError(f"volumes have different channel counts {sorted(channels)}")
+    return fit(SliceDataset(squared), k, in_channels=channels.pop(), lam=lam,
+               pretrain_epochs=settings["pretrain_epochs"], epochs=settings["epochs"],
+               batch_size=settings["batch_size"], device=device, checkpoint=checkpoint, seed=seed, progress=progress)
+
+
+def segment(volume: Volume, k: int = 4, *, profile: str = "ci", device="cpu", checkpoint=None, seed: int = 0,
+            progress: bool = True) -> np.ndarray:
+    """Labels (S, H, W) for one volume: with a trained ``checkpoint``, or training DCN on the
+    volume itself. The network runs at the profile's image size; labels are mapped back."""
+    result = load(checkpoint, device) if checkpoint else train([volume], k, profile=profile, device=device,
+                                                               seed=seed, progress=progress)
+    squared = square_volume(volume, config.PROFILES[profile]["image_size"])
+    labels = from_square(predict(result, squared.image, squared.brain), volume.image.shape[2:], order=0)
+    labels[~volume.brain] = 0
+    return labels

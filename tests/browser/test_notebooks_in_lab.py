@@ -91,7 +91,8 @@ def test_notebook_runs_and_sliders_redraw(notebook, lab, browser):
     sliders = promised_sliders(notebook)
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
     try:
-        page.goto(f"{url}/lab/tree/{notebook.name}?token={token}", timeout=60_000)
+        # a workspace of its own, reset: no tab of an earlier notebook stays open behind this one
+        page.goto(f"{url}/lab/workspaces/{notebook.stem}/tree/{notebook.name}?reset&token={token}", timeout=60_000)
         page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
         page.locator(".jp-Notebook").first.click()
         page.wait_for_function(
