@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -11,17 +13,21 @@ def squared_distances(x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
 
 
 def kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
-    """k-means++ seeding (Arthur & Vassilvitskii 2007): each next centre drawn with probability
-    proportional to the squared distance to the nearest centre chosen so far."""
+    """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007; the greedy variant scikit-learn uses):
+    each next centre is the best, by total squared distance, of 2 + log(k) candidates drawn with
+    probability proportional to the squared distance to the nearest centre chosen so far."""
     n = len(x)
-    first = torch.randint(n, (1,), generator=generator, device="cpu").item()
+    trials = 2 + int(math.log(k))
+    first = torch.randint(n, (1,), generator=generator).item()
     centres = [x[first]]
     nearest = squared_distances(x, x[first : first + 1])[:, 0]
     for _ in range(1, k):
         probs = (nearest / nearest.sum()).float().cpu()
-        idx = torch.multinomial(probs, 1, generator=generator).item()
-        centres.append(x[idx])
-        nearest = torch.minimum(nearest, squared_distances(x, x[idx : idx + 1])[:, 0])
+        candidates = torch.multinomial(probs, trials, replacement=True, generator=generator).to(x.device)
+        options = torch.minimum(nearest[:, None], squared_distances(x, x[candidates]))  # (N, trials)
+        best = int(options.sum(0).argmin())
+        centres.append(x[candidates[best]])
+        nearest = options[:, best]
     return torch.stack(centres)
 
 
