@@ -103,7 +103,7 @@ def _pairs_lgg(pred: Path, gt: Path):
                 path = pred / v.patient / f"{name}_{kind}.tif"
                 if not path.exists():
                     raise InputError(path, "prediction missing")
-                store.append(lgg_io._read_tif(path))
+                store.append(lgg_io.read_tif(path))
         yield v.patient, np.stack(labels), np.stack(lesion) > 0, v.mask
 
 
@@ -137,7 +137,7 @@ def _pairs_images(pred: Path, gt: Path):
             path = pred / f"{name}_{kind}.png"
             if not path.exists():
                 raise InputError(path, "prediction missing")
-            arrays.append(np.asarray(image_io.Image.open(path)))
+            arrays.append(image_io.read_raw(path))
         yield name, arrays[0], arrays[1] > 0, target
 
 

@@ -17,13 +17,18 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def read_image(path: Path) -> np.ndarray:
-    """One image as (H, W, C) float32 in [0, 1] (grey images get C = 1; alpha is dropped)."""
+def read_raw(path: Path) -> np.ndarray:
+    """An image file as its raw array (e.g. the integers of a ``_labels.png``)."""
     try:
         with Image.open(path) as im:
-            array = np.asarray(im)
+            return np.asarray(im)
     except Exception as exc:
         raise InputError(path, f"not a readable image ({exc})") from None
+
+
+def read_image(path: Path) -> np.ndarray:
+    """One image as (H, W, C) float32 in [0, 1] (grey images get C = 1; alpha is dropped)."""
+    array = read_raw(path)
     if array.ndim == 2:
         array = array[..., None]
     array = array[..., :3] if array.shape[-1] == 4 else array

@@ -34,7 +34,8 @@ class LGGVolume:
     folder: Path
 
 
-def _read_tif(path: Path) -> np.ndarray:
+def read_tif(path: Path) -> np.ndarray:
+    """A TIFF as an array; InputError naming the file when it cannot be read."""
     try:
         return tifffile.imread(path)
     except Exception as exc:  # tifffile raises several types for broken files
@@ -59,7 +60,7 @@ def load_lgg_patient(folder: str | Path) -> LGGVolume:
     if not images:
         raise InputError(folder, "holds no LGG slice images (<patient>_<n>.tif)")
     order = sorted(images)
-    slices = [_read_tif(images[i]) for i in order]
+    slices = [read_tif(images[i]) for i in order]
     first = slices[0].shape
     for i, array in zip(order, slices):
         if array.shape != first or array.ndim not in (2, 3):
@@ -72,7 +73,7 @@ def load_lgg_patient(folder: str | Path) -> LGGVolume:
             if i not in masks:
                 warnings.warn(f"{images[i]}: image has no mask next to it; treated as empty", stacklevel=2)
                 continue
-            m = _read_tif(masks[i])
+            m = read_tif(masks[i])
             m = m[..., 0] if m.ndim == 3 else m
             if m.shape != image.shape[1:3]:
                 raise InputError(masks[i], f"has shape {m.shape}, its image has {image.shape[1:3]}")
