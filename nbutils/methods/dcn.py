@@ -138,8 +138,7 @@ def fit(dataset, k: int, *, model: AutoEncoder | None = None, in_channels: int =
     state = None
     if resume and checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint, "dcn")
-        model = AutoEncoder(**state["config"])
-        model.load_state_dict(state["model"])
+        model = _model_from(state)
         history, start = list(state["history"]), int(state["epoch"])
     if model is None:
         pre = None if checkpoint is None else Path(str(checkpoint) + ".pretrain")
@@ -178,25 +177,37 @@ def fit(dataset, k: int, *, model: AutoEncoder | None = None, in_channels: int =
     return DCNResult(model, centres, counts, history)
 
 
+def _model_from(state: dict) -> AutoEncoder:
+    """The autoencoder a DCN checkpoint describes, with its weights."""
+    model = AutoEncoder(**state["config"])
+    model.load_state_dict(state["model"])
+    return model
+
+
 def load(path: str | os.PathLike, device="cpu") -> DCNResult:
     """A trained DCN from its checkpoint (``weights_only`` loading; InputError if not a DCN one)."""
     state = load_checkpoint(path, "dcn")
-    model = AutoEncoder(**state["config"])
-    model.load_state_dict(state["model"])
+    model = _model_from(state)
     return DCNResult(model.to(device).eval(), state["centres"].to(device), state["counts"].to(device),
                      list(state["history"]))
+
+
+def _forward(model: AutoEncoder, image: np.ndarray, batch_size: int):
+    """Yield ``(z, x_hat)`` on the model's device for batches of NumPy slices (S, C, H, W), eval mode."""
+    model.eval()
+    device = next(model.parameters()).device
+    for i in range(0, len(image), batch_size):
+        yield model(torch.from_numpy(np.ascontiguousarray(image[i : i + batch_size])).float().to(device))
 
 
 @torch.no_grad()
 def predict(result: DCNResult, image: np.ndarray, brain: np.ndarray | None = None, batch_size: int = 8) -> np.ndarray:
     """Nearest-centre labels (S, H, W) int64 for slices (S, C, H, W): 1..K, 0 outside ``brain``."""
-    model, centres = result.model.eval(), result.centres
-    device = centres.device
+    model, centres = result.model, result.centres
     if image.shape[1] != model.config["in_channels"]:
         raise ValueError(f"the model takes {model.config['in_channels']} channel(s), the image has {image.shape[1]}")
     out = []
-    for i in range(0, len(image), batch_size):
-        z, _ = model(torch.from_numpy(np.ascontiguousarray(image[i : i + batch_size])).float().to(device))
+    for z, _ in _forward(model, image, batch_size):
         flat = z.float().permute(0, 2, 3, 1).reshape(-1, z.shape[1])
         out.append((squared_distances(flat, centres).argmin(1) + 1).reshape(z.shape[0], *z.shape[2:]).cpu())
     labels = torch.cat(out).numpy().astype(np.int64)
@@ -208,11 +219,8 @@ def predict(result: DCNResult, image: np.ndarray, brain: np.ndarray | None = Non
 @torch.no_grad()
 def encode(model: AutoEncoder, image: np.ndarray, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Features (S, D, H, W) and reconstructions (S, C, H, W) of slices (S, C, H, W), as NumPy."""
-    model.eval()
-    device = next(model.parameters()).device
     zs, xs = [], []
-    for i in range(0, len(image), batch_size):
-        z, x_hat = model(torch.from_numpy(np.ascontiguousarray(image[i : i + batch_size])).float().to(device))
+    for z, x_hat in _forward(model, image, batch_size):
         zs.append(z.float().cpu().numpy())
         xs.append(x_hat.float().cpu().numpy())
     return np.concatenate(zs), np.concatenate(xs)
