@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import time
 
 import numpy as np
 import torch
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
-from nbutils.data.io import atomic_path
+from nbutils.data.io import write_json
 from nbutils.methods import dcn
 from nbutils.methods.torch_kmeans import kmeans
 from nbutils.models import AutoEncoder
@@ -110,8 +109,7 @@ def main() -> None:
         ours = next(o for o in km if o["k"] == r["k"] and o["method"].startswith("torch"))
         print(f"{r['k']:>2} {r['method']:<26} {r['seconds']:>8.2f} {r['inertia']:>14.1f} {r['seconds'] / ours['seconds']:>12.2f}x")
     if args.json:
-        with atomic_path(args.json) as tmp, open(tmp, "w") as fh:
-            json.dump(dict(device=str(device), threads=torch.get_num_threads(), training=train, kmeans=km), fh, indent=2)
+        write_json(args.json, dict(device=str(device), threads=torch.get_num_threads(), training=train, kmeans=km))
 
 
 if __name__ == "__main__":

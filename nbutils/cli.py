@@ -2,7 +2,7 @@
 
     python -m nbutils segment METHOD INPUT OUTPUT [--k K] [--profile ci|full] [--device auto|cpu|cuda]
                               [--seed N] [--checkpoint PATH] [--channels flair,t1] [--overwrite]
-    python -m nbutils train METHOD INPUT CHECKPOINT [--k K] [--profile ...] [--device ...] [--seed N]
+    python -m nbutils train METHOD INPUT CHECKPOINT [--k K] [--labels N] [--profile ...] [--device ...] [--seed N]
     python -m nbutils evaluate PRED GT [--json FILE]
 
 A user's mistake prints one line ``error: <file>: <problem>`` and exits with code 2.
@@ -24,16 +24,11 @@ from nbutils.data import cases as cases_io
 from nbutils.data import images as image_io
 from nbutils.data import lgg as lgg_io
 from nbutils.data import nifti as nifti_io
-from nbutils.data.io import atomic_path
+from nbutils.data.io import write_json
 from nbutils.errors import InputError
 from nbutils.train import load_checkpoint
 
 MANIFEST = "nbutils_run.json"
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
 
 
 def _claim_output(out: Path, run: dict, overwrite: bool) -> None:
@@ -48,7 +43,7 @@ def _claim_output(out: Path, run: dict, overwrite: bool) -> None:
         if previous != run:
             diff = ", ".join(f"{k} {previous.get(k)!r} there, {run[k]!r} now" for k in run if previous.get(k) != run[k])
             raise InputError(out, f"holds a different run's outputs ({diff}); choose another folder or pass --overwrite")
-    _write_json(manifest, run)
+    write_json(manifest, run)
 
 
 def cmd_segment(args) -> int:
@@ -85,7 +80,8 @@ def cmd_train(args) -> int:
         raise ValueError(f"method {args.method!r} has nothing to train; trainable: {', '.join(sorted(methods.TRAINERS))}")
     cfg = config.load(args.profile, args.device, verbose=False)
     cases = cases_io.load_cases(args.input, args.channels.split(",") if args.channels else None)
-    opts = methods.SegmentOptions(k=args.k, seed=args.seed, device=str(cfg.device), profile=cfg.profile)
+    opts = methods.SegmentOptions(k=args.k, seed=args.seed, device=str(cfg.device), profile=cfg.profile,
+                                  labels=args.labels)
     result = methods.TRAINERS[args.method]([c.volume for c in cases], opts, args.checkpoint)
     last = result.history[-1]
     print(f"{args.method}: trained on {len(cases)} case(s), last epoch " +
@@ -175,7 +171,7 @@ def cmd_evaluate(args) -> int:
         s = result["summary"]
         print(f"{stat:<32}{s['dice_label_free'][stat]:>19.3f}{s['hd95_label_free'][stat]:>10.1f}{s['dice_oracle'][stat]:>15.3f}")
     if args.json:
-        _write_json(Path(args.json), result)
+        write_json(Path(args.json), result)
     return 0
 
 
@@ -201,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("input")
     tr.add_argument("checkpoint", help="written atomically every epoch; an existing one is resumed")
     tr.add_argument("--k", type=int, default=4)
+    tr.add_argument("--labels", type=int, default=0,
+                    help="labelled slices to fine-tune on, drawn from INPUT's masks (acwe mode 2; default 0: unsupervised)")
     tr.add_argument("--profile", choices=sorted(config.PROFILES), default=None)
     tr.add_argument("--device", default="auto")
     tr.add_argument("--seed", type=int, default=0)

@@ -16,8 +16,10 @@ import torch
 from nbutils.runtime import choose_device
 
 PROFILES = {
-    "ci": dict(image_size=128, n_subjects=3, slices_per_volume=8, epochs=3, pretrain_epochs=15, batch_size=8),
-    "full": dict(image_size=256, n_subjects=10, slices_per_volume=24, epochs=20, pretrain_epochs=100, batch_size=16),
+    "ci": dict(image_size=128, n_subjects=3, slices_per_volume=8, epochs=3, pretrain_epochs=15, batch_size=8,
+               acwe_epochs=30),
+    "full": dict(image_size=256, n_subjects=10, slices_per_volume=24, epochs=20, pretrain_epochs=100, batch_size=16,
+                 acwe_epochs=100),
 }
 
 
@@ -33,6 +35,7 @@ class Config:
     epochs: int  # training rounds of a method (DCN: alternations of network and centre updates)
     pretrain_epochs: int  # autoencoder pretraining
     batch_size: int
+    acwe_epochs: int  # ACWE network training (and again for fine-tuning)
     k: int = 4  # clusters
     seed: int = 0
     lgg_path: Path | None = None  # a kaggle_3m-layout folder, when the user gives one

@@ -63,6 +63,7 @@ def fit(
     amp: bool = True,
     seed: int = 0,
     progress: bool = True,
+    extra: dict | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` for ``epochs`` epochs; return the history, one dict of mean losses per epoch.
 
@@ -72,7 +73,8 @@ def fit(
     With ``checkpoint``, the model, optimiser, epoch and history are written atomically after every
     epoch; ``resume=True`` continues from that file when it exists. On CUDA, ``amp`` runs the
     forward pass under bfloat16 autocast. A NaN or infinite loss stops training with a
-    FloatingPointError naming the epoch.
+    FloatingPointError naming the epoch. ``extra`` entries (e.g. the network's configuration)
+    are stored in every checkpoint as well.
     """
     device = torch.device(device)
     model.to(device)
@@ -118,7 +120,7 @@ def fit(
         if checkpoint is not None:
             save_checkpoint(checkpoint, {
                 "method": method, "epoch": epoch + 1, "history": history,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), **(extra or {}),
             })
     model.eval()
     return history

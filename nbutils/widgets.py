@@ -90,3 +90,46 @@ def dcn_explorer(model, volume, epochs: int = 1, largest_cc: bool = True):
         index=w.IntSlider(len(volume.image) // 2, 0, len(volume.image) - 1, description="slice",
                           continuous_update=False),
     )
+
+
+def plot_acwe_trial(volume, mu: float, nu: float, n_labelled: int, index: int, epochs: int = 15, seed: int = 0,
+                    largest_cc: bool = True, device="cpu"):
+    """Train the ACWE network briefly on one volume and show slice ``index``: y and the label-free
+    lesion against the truth, with the volume's Dice in the title. ``n_labelled = 0`` is mode 1
+    (unsupervised); otherwise mode 3 (ACWE + Dice on ``n_labelled`` labelled slices)."""
+    from nbutils import metrics
+    from nbutils.data.datasets import SliceDataset
+    from nbutils.methods import acwe
+
+    mode = "joint" if n_labelled else "unsupervised"
+    result = acwe.fit(SliceDataset([volume]), mode=mode, n_labelled=n_labelled, mu=mu, nu=nu,
+                      channel=volume.flair_channel, epochs=epochs, seed=seed, device=device, progress=False)
+    y = acwe.probabilities(result.model, volume.image)
+    lesion = metrics.label_free_lesion(acwe.regions(y, volume.brain), volume.flair, volume.brain, largest_cc)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4))
+    axes[0].imshow(np.where(volume.brain[index], y[index], np.nan), cmap="viridis", vmin=0, vmax=1)
+    axes[0].set_axis_off()
+    axes[0].set_title(f"y, mode {mode}, mu={mu:g}, nu={nu:g}, n={n_labelled}", fontsize=9)
+    title = "label-free lesion (red) vs truth (green)"
+    if volume.target is not None:
+        title += f"\nvolume Dice {metrics.dice(lesion, volume.target):.3f}"
+    show_slice(volume.flair[index], axes[1], title=title,
+               contours={"red": lesion[index], "lime": None if volume.target is None else volume.target[index]})
+    fig.tight_layout()
+    plt.show()
+
+
+def acwe_explorer(volume, epochs: int = 15, largest_cc: bool = True, device="cpu"):
+    """Sliders for mu (length), nu (area), the number of labelled slices (each move re-trains
+    briefly) and the slice shown."""
+    import ipywidgets as w
+
+    return w.interact(
+        plot_acwe_trial, volume=w.fixed(volume), epochs=w.fixed(epochs), seed=w.fixed(0),
+        largest_cc=w.fixed(largest_cc), device=w.fixed(device),
+        mu=w.FloatSlider(0.0, min=0.0, max=0.05, step=0.005, description="mu", continuous_update=False),
+        nu=w.FloatSlider(0.0, min=0.0, max=0.2, step=0.01, description="nu", continuous_update=False),
+        n_labelled=w.IntSlider(0, 0, len(volume.image), description="labelled", continuous_update=False),
+        index=w.IntSlider(len(volume.image) // 2, 0, len(volume.image) - 1, description="slice",
+                          continuous_update=False),
+    )

@@ -159,3 +159,31 @@ def test_segment_with_a_checkpoint_of_another_method_exits_2(lgg_folder, tmp_pat
     assert code == 2 and err.startswith(f"error: {bad}: is a checkpoint of method 'acwe', not 'dcn'")
     code, _, err = run(capsys, "train", "kmeans", lgg_folder, tmp_path / "k.pt")
     assert code == 2 and "has nothing to train" in err
+
+
+def test_train_acwe_with_labels_then_segment_with_checkpoint(lgg_folder, tmp_path, capsys):
+    ckpt = tmp_path / "acwe.pt"
+    code, stdout, _ = run(capsys, "train", "acwe", lgg_folder, ckpt, "--labels", "2", "--profile", "ci",
+                          "--device", "cpu")
+    assert code == 0 and ckpt.exists() and "acwe: trained on 2 case(s)" in stdout
+    out = tmp_path / "out"
+    code, _, _ = run(capsys, "segment", "acwe", lgg_folder, out, "--checkpoint", ckpt, "--device", "cpu")
+    assert code == 0
+    labels = tifffile.imread(out / "TCGA_XX_0001_20000101" / "TCGA_XX_0001_20000101_1_labels.tif")
+    assert labels.shape == (48, 48) and set(np.unique(labels)) <= {0, 1, 2}
+
+
+def test_segment_acwe_and_chan_vese_without_training(lgg_folder, tmp_path, capsys):
+    for method in ("acwe", "chan-vese", "morph-chan-vese"):
+        out = tmp_path / method
+        code, stdout, _ = run(capsys, "segment", method, lgg_folder, out, "--device", "cpu", "--profile", "ci")
+        assert code == 0, method
+        lesion = tifffile.imread(out / "TCGA_XX_0002_20000101" / "TCGA_XX_0002_20000101_2_lesion.tif")
+        assert lesion.dtype == np.uint8 and lesion.any(), method
+
+
+def test_train_acwe_with_labels_but_no_masks_exits_2(lgg_folder, tmp_path, capsys):
+    for mask in lgg_folder.rglob("*_mask.tif"):
+        mask.unlink()
+    code, _, err = run(capsys, "train", "acwe", lgg_folder, tmp_path / "a.pt", "--labels", "3", "--device", "cpu")
+    assert code == 2 and "needs ground-truth masks" in err

@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.spatial.distance import cdist, directed_hausdorff
 from sklearn.metrics import adjusted_rand_score
@@ -91,3 +92,20 @@ def test_tissue_dice_oracle_undoes_a_permutation():
 def test_summary_mean_median():
     s = metrics.summary([0.2, 0.4, 0.9])
     assert s["mean"] == pytest.approx(0.5) and s["median"] == pytest.approx(0.4) and s["n"] == 3
+
+
+def test_score_volumes_scores_each_volume():
+    from nbutils.data.datasets import Volume
+    from nbutils.evaluation import score_volumes, summarise
+
+    target = np.zeros((2, 4, 4), bool)
+    target[:, 1:3, 1:3] = True
+    image = np.where(target, 0.9, 0.2).astype(np.float32)[:, None]
+    v = Volume("a", image, np.ones_like(target), 0, target)
+    perfect = score_volumes(lambda vol: 1 + vol.target.astype(np.int64), [v], "perfect", largest_cc=False)
+    inverted = score_volumes(lambda vol: 2 - vol.target.astype(np.int64), [v], "inverted", largest_cc=False)
+    assert perfect.dice_label_free.item() == 1.0 and perfect.dice_oracle.item() == 1.0
+    # the label-free rule still picks the bright cluster, whatever its number
+    assert inverted.dice_label_free.item() == 1.0
+    table = summarise(pd.concat([perfect, inverted]))
+    assert list(table.index) == ["perfect", "inverted"] and table[("seconds_per_slice", "mean")].ge(0).all()

@@ -14,7 +14,7 @@ import torch
 
 from nbutils.data import lgg as lgg_io
 from nbutils.data.phantom import Phantom, flair_phantom
-from nbutils.data.preprocessing import brain_mask, cached, normalize, to_slices, to_square
+from nbutils.data.preprocessing import brain_mask, cached, from_square, normalize, to_slices, to_square
 
 
 @dataclasses.dataclass
@@ -40,6 +40,15 @@ def square_volume(v: Volume, size: int) -> Volume:
         return None if a is None else to_square(a, size, order)
     image = np.moveaxis(to_square(np.moveaxis(v.image, 1, -1), size, 1), -1, 1)
     return Volume(v.name, image, sq(v.brain, 0), v.flair_channel, sq(v.target, 0), sq(v.tissue, 0))
+
+
+def at_size(volume: Volume, size: int, labeller) -> np.ndarray:
+    """Run ``labeller`` (a function of a :class:`Volume`, returning (S, size, size) labels) on the
+    volume squared to ``size``, and map its labels back to the volume's own shape (nearest
+    neighbour), 0 outside the volume's brain mask."""
+    labels = from_square(labeller(square_volume(volume, size)), volume.image.shape[2:], order=0)
+    labels[~volume.brain] = 0
+    return labels
 
 
 def central_slices(mask: np.ndarray, n: int | None, axis: int = 2, span=(0.2, 0.8)) -> np.ndarray:
@@ -160,6 +169,10 @@ class SliceDataset(torch.utils.data.Dataset):
     def __init__(self, volumes: list[Volume]):
         self.image = torch.from_numpy(np.concatenate([v.image for v in volumes]))
         self.brain = torch.from_numpy(np.concatenate([v.brain for v in volumes]))
+        for v in volumes:
+            if v.target is not None and v.target.shape != v.brain.shape:
+                raise ValueError(f"{v.name}: masks of shape {v.target.shape} do not match the images' "
+                                 f"{v.brain.shape} (slices, height, width)")
         has_target = all(v.target is not None for v in volumes)
         self.target = torch.from_numpy(np.concatenate([v.target for v in volumes])) if has_target else None
 

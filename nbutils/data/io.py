@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import uuid
 from pathlib import Path
@@ -28,6 +29,12 @@ def atomic_path(path: str | os.PathLike):
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_json(path: str | os.PathLike, payload: dict) -> None:
+    """Write ``payload`` as indented JSON, atomically."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(payload, indent=2) + "\n")
 
 
 def save_npz(path: str | os.PathLike, **arrays) -> Path:

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from nbutils.data.datasets import Volume
-from nbutils.methods import classical, dcn
+from nbutils.methods import acwe, classical, dcn
 
 
 @dataclasses.dataclass
@@ -23,6 +23,7 @@ class SegmentOptions:
     profile: str = "ci"
     checkpoint: str | None = None
     channels: list[int] | None = None  # channels to cluster; None = all
+    labels: int = 0  # labelled slices for training (ACWE mode 2); 0 = unsupervised
 
 
 Segmenter = Callable[[Volume, SegmentOptions], np.ndarray]
@@ -32,12 +33,17 @@ METHODS: dict[str, Segmenter] = {
     "gmm": lambda v, o: classical.gmm(v.image, v.brain, k=o.k, channels=o.channels, seed=o.seed),
     "otsu": lambda v, o: classical.otsu(v.image, v.brain, k=o.k, channel=v.flair_channel),
     "zscore": lambda v, o: classical.robust_zscore(v.image, v.brain, channel=v.flair_channel),
+    "chan-vese": lambda v, o: classical.chan_vese(v.image, v.brain, channel=v.flair_channel),
+    "morph-chan-vese": lambda v, o: classical.morphological_chan_vese(v.image, v.brain, channel=v.flair_channel),
     "dcn": lambda v, o: dcn.segment(v, o.k, profile=o.profile, device=o.device, checkpoint=o.checkpoint, seed=o.seed),
+    "acwe": lambda v, o: acwe.segment(v, profile=o.profile, device=o.device, checkpoint=o.checkpoint, seed=o.seed),
 }
 
 TRAINERS = {
     "dcn": lambda volumes, o, ckpt: dcn.train(volumes, o.k, profile=o.profile, device=o.device, checkpoint=ckpt,
                                             seed=o.seed),
+    "acwe": lambda volumes, o, ckpt: acwe.train(volumes, n_labelled=o.labels, profile=o.profile, device=o.device,
+                                              checkpoint=ckpt, seed=o.seed),
 }
 
 

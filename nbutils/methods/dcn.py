@@ -21,8 +21,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from nbutils import config
-from nbutils.data.datasets import SliceDataset, Volume, square_volume
-from nbutils.data.preprocessing import from_square
+from nbutils.data.datasets import SliceDataset, Volume, at_size, square_volume
 from nbutils.methods.torch_kmeans import kmeans, squared_distances
 from nbutils.models import AutoEncoder
 from nbutils.train import fit as train_fit
@@ -257,7 +256,4 @@ def segment(volume: Volume, k: int = 4, *, profile: str = "ci", device="cpu", ch
     volume itself. The network runs at the profile's image size; labels are mapped back."""
     result = load(checkpoint, device) if checkpoint else train([volume], k, profile=profile, device=device,
                                                                seed=seed, progress=progress)
-    squared = square_volume(volume, config.PROFILES[profile]["image_size"])
-    labels = from_square(predict(result, squared.image, squared.brain), volume.image.shape[2:], order=0)
-    labels[~volume.brain] = 0
-    return labels
+    return at_size(volume, config.PROFILES[profile]["image_size"], lambda v: predict(result, v.image, v.brain))

@@ -1,0 +1,374 @@
+"""CNN segmentation with the active contour without edges (ACWE, Chan-Vese) loss.
+
+Chen & Frey, "Medical image segmentation via unsupervised convolutional neural network",
+MIDL 2020 (DESIGN 4.3). A network maps the image to y in [0, 1] per pixel (sigmoid) and is trained on
+
+    c_in = sum(y x) / (sum y + eps),   c_out = sum((1 - y) x) / (sum(1 - y) + eps)
+    L = sum y (x - c_in)^2 + sum (1 - y)(x - c_out)^2 + mu * sum |grad y| + nu * sum y
+
+with sums over the pixels of a region mask (the brain), per image. Four modes: (1) unsupervised;
+(2) ACWE pretraining, then fine-tuning on n labelled slices; (3) ACWE + a label loss on n labelled
+slices from scratch; (4) the same with every slice labelled. For K > 2 classes, the robust fuzzy
+c-means (RFCM) loss of Chen et al. 2021 (:func:`rfcm_loss`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from nbutils import config
+from nbutils.data.datasets import SliceDataset, Volume, at_size, square_volume
+from nbutils.models import FullResCNN, UNetEncoder
+from nbutils.train import fit as train_fit
+from nbutils.train import load_checkpoint
+
+MODES = ("unsupervised", "finetune", "joint", "joint-all")  # the paper's modes 1-4
+EPS = 1e-8
+
+
+def _weights(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """(N, 1, H, W) float pixel weights: the mask, or ones."""
+    if mask is None:
+        return torch.ones_like(x[:, :1])
+    return mask.reshape(x.shape[0], 1, *x.shape[2:]).to(x.dtype)
+
+
+def region_means(y: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None,
+                 eps: float = EPS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Soft region means (c_in, c_out), each (N, C), of images x (N, C, H, W) under y (N, 1, H, W).
+
+    ``eps`` keeps an empty region (sum y = 0) finite: its mean is then 0, never NaN.
+    """
+    w = _weights(x, mask)
+    inside, outside = y * w, (1 - y) * w
+    c_in = (inside * x).sum((2, 3)) / (inside.sum((2, 3)) + eps)
+    c_out = (outside * x).sum((2, 3)) / (outside.sum((2, 3)) + eps)
+    return c_in, c_out
+
+
+def total_variation(y: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """(N,) sum over pixels of |grad y| = sqrt(dx^2 + dy^2 + eps), forward differences, for (N, 1, H, W).
+
+    The last row and column have no forward neighbour: their difference is 0 (Neumann border).
+    """
+    dx = F.pad(y[..., :, 1:] - y[..., :, :-1], (0, 1, 0, 0))
+    dy = F.pad(y[..., 1:, :] - y[..., :-1, :], (0, 0, 0, 1))
+    return torch.sqrt(dx**2 + dy**2 + eps).sum((1, 2, 3))
+
+
+def acwe_terms(y: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None,
+               eps: float = EPS) -> dict[str, torch.Tensor]:
+    """The ACWE terms per image, each (N,), as sums over pixels (DESIGN 4.3).
+
+    y (N, 1, H, W) in [0, 1]; x (N, C, H, W) (channels add up, as in vector-valued Chan-Vese);
+    mask (N, H, W) restricts the region terms and the area to the mask, and the length term to
+    the contour of y * mask. Returns ``region_in``, ``region_out``, ``length``, ``area``.
+    """
+    w = _weights(x, mask)
+    c_in, c_out = region_means(y, x, mask, eps)
+    region_in = (y * w * (x - c_in[..., None, None]) ** 2).sum((1, 2, 3))
+    region_out = ((1 - y) * w * (x - c_out[..., None, None]) ** 2).sum((1, 2, 3))
+    return dict(region_in=region_in, region_out=region_out, length=total_variation(y * w, eps),
+                area=(y * w).sum((1, 2, 3)))
+
+
+def acwe_loss(y: torch.Tensor, x: torch.Tensor, mu: float = 0.0, nu: float = 0.0,
+              mask: torch.Tensor | None = None, eps: float = EPS, reduction: str = "mean") -> dict[str, torch.Tensor]:
+    """L = region_in + region_out + mu * length + nu * area, averaged over the batch.
+
+    ``reduction="sum"`` gives the formula's sums over pixels; ``"mean"`` divides every term by
+    the number of pixels H * W, so ``mu`` and ``nu`` do not change meaning with the image size.
+    Returns a dict: ``loss`` and each weighted term.
+    """
+    terms = acwe_terms(y, x, mask, eps)
+    scale = 1.0 if reduction == "sum" else 1.0 / (y.shape[-1] * y.shape[-2])
+    out = {name: value.mean() * scale for name, value in terms.items()}
+    out["length"], out["area"] = mu * out["length"], nu * out["area"]
+    out["loss"] = out["region_in"] + out["region_out"] + out["length"] + out["area"]
+    return out
+
+
+def dice_loss(p: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """1 - (2 sum(p t) + smooth) / (sum p + sum t + smooth), over the whole batch (a scalar)."""
+    p, t = p.reshape(-1), target.reshape(-1).to(p.dtype)
+    return 1 - (2 * (p * t).sum() + smooth) / (p.sum() + t.sum() + smooth)
+
+
+def bce_loss(p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy of probabilities p against a 0/1 target (clamped, finite)."""
+    p = p.reshape(-1).clamp(1e-6, 1 - 1e-6)
+    return F.binary_cross_entropy(p, target.reshape(-1).to(p.dtype))
+
+
+LABEL_LOSSES = {"dice": dice_loss, "bce": bce_loss}
+
+
+def joint_loss(y: torch.Tensor, x: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor, *,
+               mu: float = 0.0, nu: float = 0.0, alpha: float = 1.0, label_loss: str = "dice",
+               mask: torch.Tensor | None = None, acwe_weight: float = 1.0) -> dict[str, torch.Tensor]:
+    """acwe_weight * ACWE over every image + alpha * label loss over the images with ``labelled`` True.
+
+    y (N, 1, H, W); target (N, H, W) bool; labelled (N,) bool. A batch without labelled images
+    adds 0 for the label term.
+    """
+    out = acwe_loss(y, x, mu, nu, mask) if acwe_weight else {"loss": y.sum() * 0}
+    chosen = labelled.bool()
+    label = LABEL_LOSSES[label_loss](y[chosen, 0], target[chosen]) if chosen.any() else y.sum() * 0
+    out = {**out, "label": label}
+    out["loss"] = acwe_weight * out["loss"] + alpha * label
+    return out
+
+
+def _neighbour_sum(a: torch.Tensor) -> torch.Tensor:
+    """Sum over the 8-neighbourhood (zero outside the image) of each channel of (N, K, H, W)."""
+    k = a.shape[1]
+    kernel = torch.ones(k, 1, 3, 3, dtype=a.dtype, device=a.device)
+    kernel[:, :, 1, 1] = 0
+    return F.conv2d(a, kernel, padding=1, groups=k)
+
+
+def rfcm_loss(u: torch.Tensor, x: torch.Tensor, beta: float = 0.0, q: float = 2.0,
+              mask: torch.Tensor | None = None, eps: float = EPS) -> dict[str, torch.Tensor]:
+    """Robust fuzzy c-means loss (Chen, Frey et al. 2021) for memberships u (N, K, H, W) (softmax).
+
+    v_k = sum_i u_ik^q x_i / sum_i u_ik^q (per image and channel);
+    J = mean_i sum_k u_ik^q ||x_i - v_k||^2
+        + beta * mean_i sum_k u_ik^q sum_{j in N(i)} sum_{l != k} u_jl^q,
+    N(i) the 8 neighbours of pixel i; means over the pixels of ``mask`` (N, H, W) when given.
+    Returns ``loss``, ``fidelity`` and the weighted ``spatial`` term, averaged over the batch.
+    """
+    w = _weights(x, mask)
+    uq = u.clamp_min(0) ** q
+    wuq = uq * w
+    v = torch.einsum("nkhw,nchw->nkc", wuq, x) / (wuq.sum((2, 3))[..., None] + eps)  # (N, K, C)
+    dist = ((x[:, None] - v[..., None, None]) ** 2).sum(2)  # (N, K, H, W)
+    pixels = w.sum((1, 2, 3)) + eps
+    fidelity = (wuq * dist).sum((1, 2, 3)) / pixels
+    uq_in = uq * w  # neighbours outside the mask do not count
+    others = _neighbour_sum(uq_in.sum(1, keepdim=True).expand_as(uq_in).contiguous()) - _neighbour_sum(uq_in)
+    spatial = (wuq * others).sum((1, 2, 3)) / pixels
+    return dict(loss=(fidelity + beta * spatial).mean(), fidelity=fidelity.mean(), spatial=beta * spatial.mean())
+
+
+# ---------------------------------------------------------------- networks and training
+
+
+def build_model(in_channels: int = 1, out_channels: int = 1, arch: str = "resnet") -> torch.nn.Module:
+    """The ACWE network: ``"resnet"`` (:class:`FullResCNN`, three blocks of 16) or ``"unet"``
+    (:class:`UNetEncoder` with ``out_channels`` outputs, no input noise). Outputs logits."""
+    if arch == "resnet":
+        model = FullResCNN(in_channels, out_channels)
+    elif arch == "unet":
+        model = UNetEncoder(in_channels, out_channels, noise=0.0)
+    else:
+        raise ValueError(f"unknown architecture {arch!r}; choose resnet or unet")
+    model.config = dict(in_channels=in_channels, out_channels=out_channels, arch=arch)
+    return model
+
+
+@dataclasses.dataclass
+class ACWEResult:
+    model: torch.nn.Module
+    history: list[dict]  # one row per epoch: phase and loss terms
+    labelled: list[int]  # indices of the dataset's slices whose labels were used
+
+
+class LabelledSlices(torch.utils.data.Dataset):
+    """A :class:`SliceDataset` whose items carry ``labelled`` (True for the chosen indices)."""
+
+    def __init__(self, dataset: SliceDataset, labelled: list[int]):
+        self.dataset, self.chosen = dataset, set(labelled)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict:
+        return {**self.dataset[i], "labelled": torch.tensor(i in self.chosen)}
+
+
+def choose_labelled(dataset: SliceDataset, n: int | None, seed: int = 0) -> list[int]:
+    """Indices of ``n`` slices picked at random (seeded) to be labelled; ``None`` = every slice.
+
+    Asking for more slices than exist warns and uses them all. Needs the dataset's targets.
+    """
+    if dataset.target is None:
+        raise ValueError("labelled modes need ground-truth masks, and these volumes have none")
+    total = len(dataset)
+    if n is None or n >= total:
+        if n is not None and n > total:
+            warnings.warn(f"asked for {n} labelled slices, only {total} exist; using all {total}", stacklevel=2)
+        return list(range(total))
+    return sorted(np.random.default_rng(seed).choice(total, n, replace=False).tolist())
+
+
+def _check_slices(dataset: SliceDataset) -> None:
+    """Warn about constant slices: ACWE has nothing to separate there (the loss stays finite)."""
+    flat = dataset.image.reshape(len(dataset), -1)
+    constant = int(((flat.max(1).values - flat.min(1).values) == 0).sum())
+    if constant:
+        warnings.warn(f"{constant} of {len(dataset)} slices are constant; ACWE has nothing to separate there",
+                      stacklevel=3)
+
+
+def fit(dataset: SliceDataset, *, mode: str = "unsupervised", n_labelled: int | None = 10, mu: float = 0.0,
+        nu: float = 0.0, alpha: float = 1.0, label_loss: str = "dice", channel: int = 0, arch: str = "resnet",
+        epochs: int = 30, finetune_epochs: int | None = None, batch_size: int = 8, lr: float = 1e-2,
+        use_mask: bool = True, device="cpu", checkpoint: str | os.PathLike | None = None, resume: bool = True,
+        seed: int = 0, progress: bool = True) -> ACWEResult:
+    """Train the ACWE network on a dataset of ``{"image", "brain"[, "target"]}`` slices in one of
+    :data:`MODES`. The network sees every channel; the ACWE terms read channel ``channel`` inside the
+    brain mask (``use_mask``). ``n_labelled`` slices (modes finetune and joint) are chosen by
+    :func:`choose_labelled`; mode finetune trains ``epochs`` on ACWE, then ``finetune_epochs``
+    (default ``epochs``) on the label loss alone over the labelled slices, repeated so that an
+    epoch holds as many slices as the dataset. Checkpoints are written
+    atomically every epoch and resumed with ``resume``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown ACWE mode {mode!r}; choose one of {', '.join(MODES)}")
+    _check_slices(dataset)
+    torch.manual_seed(seed)
+    model = build_model(dataset.image.shape[1], 1, arch)
+    extra = dict(config=model.config)
+    labelled: list[int] = []
+    if mode != "unsupervised":
+        labelled = choose_labelled(dataset, None if mode == "joint-all" else n_labelled, seed)
+
+    def region_mask(batch):
+        return batch["brain"] if use_mask else None
+
+    def acwe_step(m, batch):
+        x = batch["image"]
+        return acwe_loss(torch.sigmoid(m(x).float()), x[:, channel : channel + 1].float(), mu, nu, region_mask(batch))
+
+    def joint_step(m, batch):
+        x = batch["image"]
+        return joint_loss(torch.sigmoid(m(x).float()), x[:, channel : channel + 1].float(), batch["target"],
+                          batch["labelled"], mu=mu, nu=nu, alpha=alpha, label_loss=label_loss, mask=region_mask(batch))
+
+    def label_step(m, batch):
+        return {"loss": LABEL_LOSSES[label_loss](torch.sigmoid(m(batch["image"]).float())[:, 0], batch["target"])}
+
+    common = dict(batch_size=batch_size, lr=lr, device=device, resume=resume, seed=seed, progress=progress, extra=extra)
+    history: list[dict] = []
+    if mode == "unsupervised":
+        rows = train_fit(model, acwe_step, dataset, epochs=epochs, checkpoint=checkpoint, method="acwe", **common)
+        history = [dict(phase="acwe", **r) for r in rows]
+    elif mode == "finetune":
+        pre = None if checkpoint is None else Path(str(checkpoint) + ".pretrain")
+        rows = train_fit(model, acwe_step, dataset, epochs=epochs, checkpoint=pre, method="acwe-pretrain", **common)
+        history = [dict(phase="acwe", **r) for r in rows]
+        repeats = -(-len(dataset) // len(labelled))  # an epoch of as many slices as an ACWE epoch
+        subset = torch.utils.data.Subset(dataset, (labelled * repeats)[: max(len(dataset), len(labelled))])
+        rows = train_fit(model, label_step, subset, epochs=finetune_epochs or epochs, checkpoint=checkpoint,
+                         method="acwe", **common)
+        history += [dict(phase="finetune", **r) for r in rows]
+    else:
+        rows = train_fit(model, joint_step, LabelledSlices(dataset, labelled), epochs=epochs, checkpoint=checkpoint,
+                         method="acwe", **common)
+        history = [dict(phase=mode, **r) for r in rows]
+    return ACWEResult(model.eval(), history, labelled)
+
+
+def fit_rfcm(dataset: SliceDataset, k: int = 3, *, beta: float = 0.001, q: float = 2.0, arch: str = "resnet",
+             epochs: int = 30, batch_size: int = 8, lr: float = 1e-2, device="cpu",
+             checkpoint: str | os.PathLike | None = None, resume: bool = True, seed: int = 0,
+             progress: bool = True) -> ACWEResult:
+    """Train a K-class network (softmax) on the RFCM loss over every channel, inside the brain mask."""
+    if k < 2:
+        raise ValueError(f"k must be at least 2, got {k}")
+    _check_slices(dataset)
+    torch.manual_seed(seed)
+    model = build_model(dataset.image.shape[1], k, arch)
+
+    def step(m, batch):
+        x = batch["image"]
+        return rfcm_loss(torch.softmax(m(x).float(), 1), x.float(), beta, q, batch["brain"])
+
+    rows = train_fit(model, step, dataset, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
+                     checkpoint=checkpoint, resume=resume, method="rfcm", seed=seed, progress=progress,
+                     extra=dict(config=model.config))
+    return ACWEResult(model.eval(), [dict(phase="rfcm", **r) for r in rows], [])
+
+
+@torch.no_grad()
+def rfcm_labels(model: torch.nn.Module, image: np.ndarray, brain: np.ndarray, batch_size: int = 8) -> np.ndarray:
+    """Hard labels (S, H, W) int64 from a K-class network: argmax, renumbered 1..K by increasing
+    mean intensity of channel 0 inside ``brain`` (label-free naming, as the classical methods)."""
+    device = next(model.parameters()).device
+    model.eval()
+    out = [model(torch.from_numpy(np.ascontiguousarray(image[i : i + batch_size])).float().to(device)).argmax(1).cpu()
+           for i in range(0, len(image), batch_size)]
+    assign = torch.cat(out).numpy()
+    k = model.config["out_channels"]
+    means = [image[:, 0][brain & (assign == c)].mean() if (brain & (assign == c)).any() else np.inf for c in range(k)]
+    rank = np.empty(k, np.int64)
+    rank[np.argsort(means)] = np.arange(1, k + 1)
+    labels = rank[assign]
+    labels[~brain] = 0
+    return labels
+
+
+def load(path: str | os.PathLike, device="cpu") -> ACWEResult:
+    """A trained ACWE network from its checkpoint (``weights_only``; InputError if not an ACWE one)."""
+    state = load_checkpoint(path, "acwe")
+    if "config" not in state:
+        raise ValueError(f"{path}: the ACWE checkpoint holds no network configuration")
+    model = build_model(**state["config"])
+    model.load_state_dict(state["model"])
+    return ACWEResult(model.to(device).eval(), list(state["history"]), [])
+
+
+@torch.no_grad()
+def probabilities(model: torch.nn.Module, image: np.ndarray, batch_size: int = 8) -> np.ndarray:
+    """y = sigmoid(network) (S, H, W) float32 in [0, 1] for slices (S, C, H, W)."""
+    model.eval()
+    device = next(model.parameters()).device
+    if image.shape[1] != model.config["in_channels"]:
+        raise ValueError(f"the network takes {model.config['in_channels']} channel(s), the image has {image.shape[1]}")
+    out = [torch.sigmoid(model(torch.from_numpy(np.ascontiguousarray(image[i : i + batch_size])).float().to(device)))
+           [:, 0].float().cpu() for i in range(0, len(image), batch_size)]
+    return torch.cat(out).numpy()
+
+
+def regions(y: np.ndarray, brain: np.ndarray | None = None) -> np.ndarray:
+    """Labels (S, H, W) int64 from y: 2 where y > 0.5, 1 elsewhere, 0 outside ``brain``.
+
+    Which region is the lesion is decided afterwards, label-free (higher mean FLAIR) or by the oracle.
+    """
+    labels = np.where(y > 0.5, 2, 1).astype(np.int64)
+    if brain is not None:
+        labels[~brain] = 0
+    return labels
+
+
+def train(volumes: list[Volume], *, n_labelled: int = 0, profile: str = "ci", device="cpu", mu: float = 0.0,
+          nu: float = 0.0, checkpoint: str | os.PathLike | None = None, seed: int = 0,
+          progress: bool = True) -> ACWEResult:
+    """Mode 1 (``n_labelled=0``) or mode 2 (ACWE, then fine-tuning on ``n_labelled`` slices) on
+    volumes at the profile's image size and epochs; resumable from ``checkpoint``."""
+    settings = config.PROFILES[profile]
+    squared = [square_volume(v, settings["image_size"]) for v in volumes]
+    if len({v.image.shape[1] for v in squared}) != 1:
+        raise ValueError(f"volumes have different channel counts {sorted({v.image.shape[1] for v in squared})}")
+    if n_labelled and any(v.target is None for v in squared):
+        raise ValueError("--labels needs ground-truth masks, and some input volumes have none")
+    return fit(SliceDataset(squared), mode="finetune" if n_labelled else "unsupervised", n_labelled=n_labelled,
+               mu=mu, nu=nu, channel=squared[0].flair_channel, epochs=settings["acwe_epochs"],
+               batch_size=settings["batch_size"], device=device, checkpoint=checkpoint, seed=seed, progress=progress)
+
+
+def segment(volume: Volume, *, profile: str = "ci", device="cpu", checkpoint=None, seed: int = 0,
+            progress: bool = True) -> np.ndarray:
+    """Labels (S, H, W) (1, 2 inside the brain) for one volume: with a trained ``checkpoint``, or
+    training mode 1 on the volume itself, at the profile's image size, mapped back."""
+    result = load(checkpoint, device) if checkpoint else train([volume], profile=profile, device=device, seed=seed,
+                                                               progress=progress)
+    return at_size(volume, config.PROFILES[profile]["image_size"],
+                   lambda v: regions(probabilities(result.model, v.image), v.brain))
