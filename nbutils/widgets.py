@@ -53,6 +53,18 @@ def reconstruction_viewer(images: np.ndarray, recon: np.ndarray):
                       index=w.IntSlider(len(images) // 2, 0, len(images) - 1, description="slice"))
 
 
+def _lesion_panel(ax, volume, lesion: np.ndarray, index: int) -> None:
+    """Slice ``index`` with the label-free ``lesion`` (red) and the truth (green), the volume's Dice
+    in the title when the truth is known."""
+    from nbutils import metrics
+
+    title = "label-free lesion (red) vs truth (green)"
+    if volume.target is not None:
+        title += f"\nvolume Dice {metrics.dice(lesion, volume.target):.3f}"
+    show_slice(volume.flair[index], ax, title=title,
+               contours={"red": lesion[index], "lime": None if volume.target is None else volume.target[index]})
+
+
 def plot_dcn_trial(model, volume, k: int, lam: float, index: int, epochs: int = 1, seed: int = 0,
                    largest_cc: bool = True):
     """Train DCN briefly from a copy of a pretrained ``model`` on one volume and show slice ``index``:
@@ -69,11 +81,7 @@ def plot_dcn_trial(model, volume, k: int, lam: float, index: int, epochs: int = 
     lesion = metrics.label_free_lesion(labels, volume.flair, volume.brain, largest_cc)
     fig, axes = plt.subplots(1, 2, figsize=(8, 4))
     show_slice(volume.flair[index], axes[0], title=f"DCN clusters, K={k}, lambda={lam:g}", labels=labels[index])
-    title = "label-free lesion (red) vs truth (green)"
-    if volume.target is not None:
-        title += f"\nvolume Dice {metrics.dice(lesion, volume.target):.3f}"
-    show_slice(volume.flair[index], axes[1], title=title,
-               contours={"red": lesion[index], "lime": None if volume.target is None else volume.target[index]})
+    _lesion_panel(axes[1], volume, lesion, index)
     fig.tight_layout()
     plt.show()
 
@@ -110,11 +118,7 @@ def plot_acwe_trial(volume, mu: float, nu: float, n_labelled: int, index: int, e
     axes[0].imshow(np.where(volume.brain[index], y[index], np.nan), cmap="viridis", vmin=0, vmax=1)
     axes[0].set_axis_off()
     axes[0].set_title(f"y, mode {mode}, mu={mu:g}, nu={nu:g}, n={n_labelled}", fontsize=9)
-    title = "label-free lesion (red) vs truth (green)"
-    if volume.target is not None:
-        title += f"\nvolume Dice {metrics.dice(lesion, volume.target):.3f}"
-    show_slice(volume.flair[index], axes[1], title=title,
-               contours={"red": lesion[index], "lime": None if volume.target is None else volume.target[index]})
+    _lesion_panel(axes[1], volume, lesion, index)
     fig.tight_layout()
     plt.show()
 
