@@ -20,11 +20,7 @@ import torch
 from nbutils.data.datasets import phantom_volumes
 from nbutils.data.io import write_json
 from nbutils.methods import acwe, classical
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+from nbutils.runtime import synchronize
 
 
 def network_seconds(image, device, arch: str, amp: bool = False, repeats: int = 5) -> float:
@@ -36,11 +32,11 @@ def network_seconds(image, device, arch: str, amp: bool = False, repeats: int = 
     with torch.no_grad():
         for i in range(repeats + 1):  # the first pass warms up
             if i == 1:
-                _sync(device)
+                synchronize(device)
                 start = time.perf_counter()
             with autocast():
                 torch.sigmoid(model(x)).float().cpu()
-    _sync(device)
+    synchronize(device)
     return (time.perf_counter() - start) / repeats / len(image)
 
 

@@ -21,11 +21,7 @@ from nbutils.data.io import write_json
 from nbutils.methods import dcn
 from nbutils.methods.torch_kmeans import kmeans
 from nbutils.models import AutoEncoder
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+from nbutils.runtime import synchronize
 
 
 def throughput(size: int, device, phase: str, batch: int = 8, steps: int = 5, amp: bool = False,
@@ -50,11 +46,11 @@ def throughput(size: int, device, phase: str, batch: int = 8, steps: int = 5, am
         opt.step()
 
     step()  # warm-up
-    _sync(device)
+    synchronize(device)
     t = time.perf_counter()
     for _ in range(steps):
         step()
-    _sync(device)
+    synchronize(device)
     return batch * steps / (time.perf_counter() - t)
 
 
@@ -72,7 +68,7 @@ def kmeans_rows(device, n: int = 65_536, d: int = 64, seed: int = 0) -> list[dic
         def ours():
             xt = torch.from_numpy(x).to(device)
             _, _, inertia = kmeans(xt, k, n_init=3, seed=seed)
-            _sync(device)
+            synchronize(device)
             return inertia
         for name, run in (
             (f"torch k-means ({device.type})", ours),

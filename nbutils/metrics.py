@@ -78,6 +78,21 @@ def relabel(labels: np.ndarray, mapping: dict[int, int], fill: int = 0) -> np.nd
     return out
 
 
+def labels_by_brightness(assign: np.ndarray, features: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Label-free naming of clusters: cluster ids ``assign`` (N,) of the pixels inside ``mask``
+    (S, H, W), with their ``features`` (N, C), renumbered 1..n by increasing mean of feature 0;
+    returns labels of ``mask``'s shape, 0 outside."""
+    out = np.zeros(mask.shape, np.int64)
+    if assign.size == 0:
+        return out
+    clusters = np.unique(assign)
+    order = np.argsort([features[assign == c, 0].mean() for c in clusters])
+    rank = np.empty(assign.max() + 1, np.int64)
+    rank[clusters[order]] = np.arange(1, len(clusters) + 1)
+    out[mask] = rank[assign]
+    return out
+
+
 def oracle_lesion(labels: np.ndarray, target: np.ndarray) -> np.ndarray:
     """ORACLE lesion mask: the cluster Hungarian-matched to the lesion class (target True)."""
     mapping = hungarian_match(labels, np.asarray(target, bool).astype(np.int64))

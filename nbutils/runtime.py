@@ -1,4 +1,4 @@
-"""Device choice and seeding."""
+"""Device choice, seeding, batched inference over NumPy slices."""
 
 from __future__ import annotations
 
@@ -33,3 +33,18 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def batched(model: torch.nn.Module, image: np.ndarray, batch_size: int = 8):
+    """Yield ``model(x)`` for consecutive batches of NumPy slices (S, C, H, W), on the model's
+    device, with the model in eval mode (call under ``torch.no_grad()``)."""
+    model.eval()
+    device = next(model.parameters()).device
+    for i in range(0, len(image), batch_size):
+        yield model(torch.from_numpy(np.ascontiguousarray(image[i : i + batch_size])).float().to(device))
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued CUDA work (for wall-clock timings); nothing on other devices."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()

@@ -155,7 +155,7 @@ def test_unsupervised_acwe_finds_the_bright_region_and_resumes(tmp_path):
     v = _two_region_volume()
     ckpt = tmp_path / "acwe.pt"
     result = acwe.fit(SliceDataset([v]), epochs=25, batch_size=3, lr=1e-2, checkpoint=ckpt, progress=False)
-    labels = acwe.regions(acwe.probabilities(result.model, v.image), v.brain)
+    labels = acwe.predict(result, v.image, v.brain)
     from nbutils import metrics
     assert metrics.dice(metrics.label_free_lesion(labels, v.flair, v.brain, largest_cc=False), v.target) > 0.9
     loaded = acwe.load(ckpt)
@@ -227,3 +227,10 @@ def test_rfcm_network_separates_three_intensity_classes():
     result = acwe.fit_rfcm(SliceDataset([v]), k=3, beta=0.001, epochs=60, batch_size=4, progress=False)
     labels = acwe.rfcm_labels(result.model, v.image, v.brain)
     assert (labels == truth).mean() > 0.95  # labels ordered by intensity = the classes
+
+
+def test_volumes_with_different_channel_counts_are_a_clear_error():
+    one, three = _two_region_volume(n=2), _two_region_volume(n=2)
+    three.image = np.repeat(three.image, 3, axis=1)
+    with pytest.raises(ValueError, match=r"different channel counts \[1, 3\]"):
+        SliceDataset([one, three])

@@ -1,7 +1,5 @@
 import gzip
-import warnings
 
-import nibabel as nib
 import numpy as np
 import pytest
 

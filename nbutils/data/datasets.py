@@ -167,12 +167,15 @@ class SliceDataset(torch.utils.data.Dataset):
     """The slices of several volumes as ``{"image": (C, H, W), "brain": (H, W)[, "target"]}``."""
 
     def __init__(self, volumes: list[Volume]):
-        self.image = torch.from_numpy(np.concatenate([v.image for v in volumes]))
-        self.brain = torch.from_numpy(np.concatenate([v.brain for v in volumes]))
+        channels = sorted({v.image.shape[1] for v in volumes})
+        if len(channels) > 1:
+            raise ValueError(f"volumes have different channel counts {channels}")
         for v in volumes:
             if v.target is not None and v.target.shape != v.brain.shape:
                 raise ValueError(f"{v.name}: masks of shape {v.target.shape} do not match the images' "
                                  f"{v.brain.shape} (slices, height, width)")
+        self.image = torch.from_numpy(np.concatenate([v.image for v in volumes]))
+        self.brain = torch.from_numpy(np.concatenate([v.brain for v in volumes]))
         has_target = all(v.target is not None for v in volumes)
         self.target = torch.from_numpy(np.concatenate([v.target for v in volumes])) if has_target else None
 

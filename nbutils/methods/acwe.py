@@ -23,9 +23,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from nbutils import config
+from nbutils import config, metrics
 from nbutils.data.datasets import SliceDataset, Volume, at_size, square_volume
 from nbutils.models import FullResCNN, UNetEncoder
+from nbutils.runtime import batched
 from nbutils.train import fit as train_fit
 from nbutils.train import load_checkpoint
 
@@ -199,7 +200,7 @@ def choose_labelled(dataset: SliceDataset, n: int | None, seed: int = 0) -> list
     Asking for more slices than exist warns and uses them all. Needs the dataset's targets.
     """
     if dataset.target is None:
-        raise ValueError("labelled modes need ground-truth masks, and these volumes have none")
+        raise ValueError("labelled training needs ground-truth masks, and some volumes have none")
     total = len(dataset)
     if n is None or n >= total:
         if n is not None and n > total:
@@ -240,17 +241,19 @@ def fit(dataset: SliceDataset, *, mode: str = "unsupervised", n_labelled: int | 
     if mode != "unsupervised":
         labelled = choose_labelled(dataset, None if mode == "joint-all" else n_labelled, seed)
 
-    def region_mask(batch):
-        return batch["brain"] if use_mask else None
+    def outputs(m, batch):
+        """y (N, 1, H, W), the ACWE channel (N, 1, H, W) and the region mask of a batch."""
+        x = batch["image"]
+        return torch.sigmoid(m(x).float()), x[:, channel : channel + 1].float(), batch["brain"] if use_mask else None
 
     def acwe_step(m, batch):
-        x = batch["image"]
-        return acwe_loss(torch.sigmoid(m(x).float()), x[:, channel : channel + 1].float(), mu, nu, region_mask(batch))
+        y, x, mask = outputs(m, batch)
+        return acwe_loss(y, x, mu, nu, mask)
 
     def joint_step(m, batch):
-        x = batch["image"]
-        return joint_loss(torch.sigmoid(m(x).float()), x[:, channel : channel + 1].float(), batch["target"],
-                          batch["labelled"], mu=mu, nu=nu, alpha=alpha, label_loss=label_loss, mask=region_mask(batch))
+        y, x, mask = outputs(m, batch)
+        return joint_loss(y, x, batch["target"], batch["labelled"], mu=mu, nu=nu, alpha=alpha, label_loss=label_loss,
+                          mask=mask)
 
     def label_step(m, batch):
         return {"loss": LABEL_LOSSES[label_loss](torch.sigmoid(m(batch["image"]).float())[:, 0], batch["target"])}
@@ -300,19 +303,10 @@ def fit_rfcm(dataset: SliceDataset, k: int = 3, *, beta: float = 0.001, q: float
 @torch.no_grad()
 def rfcm_labels(model: torch.nn.Module, image: np.ndarray, brain: np.ndarray, batch_size: int = 8) -> np.ndarray:
     """Hard labels (S, H, W) int64 from a K-class network: argmax, renumbered 1..K by increasing
-    mean intensity of channel 0 inside ``brain`` (label-free naming, as the classical methods)."""
-    device = next(model.parameters()).device
-    model.eval()
-    out = [model(torch.from_numpy(np.ascontiguousarray(image[i : i + batch_size])).float().to(device)).argmax(1).cpu()
-           for i in range(0, len(image), batch_size)]
-    assign = torch.cat(out).numpy()
-    k = model.config["out_channels"]
-    means = [image[:, 0][brain & (assign == c)].mean() if (brain & (assign == c)).any() else np.inf for c in range(k)]
-    rank = np.empty(k, np.int64)
-    rank[np.argsort(means)] = np.arange(1, k + 1)
-    labels = rank[assign]
-    labels[~brain] = 0
-    return labels
+    mean intensity of channel 0 inside ``brain`` (label-free naming, as the classical methods;
+    a class no pixel takes gets no number)."""
+    assign = torch.cat([out.argmax(1).cpu() for out in batched(model, image, batch_size)]).numpy()
+    return metrics.labels_by_brightness(assign[brain], np.moveaxis(image, 1, -1)[brain], brain)
 
 
 def load(path: str | os.PathLike, device="cpu") -> ACWEResult:
@@ -328,13 +322,9 @@ def load(path: str | os.PathLike, device="cpu") -> ACWEResult:
 @torch.no_grad()
 def probabilities(model: torch.nn.Module, image: np.ndarray, batch_size: int = 8) -> np.ndarray:
     """y = sigmoid(network) (S, H, W) float32 in [0, 1] for slices (S, C, H, W)."""
-    model.eval()
-    device = next(model.parameters()).device
     if image.shape[1] != model.config["in_channels"]:
         raise ValueError(f"the network takes {model.config['in_channels']} channel(s), the image has {image.shape[1]}")
-    out = [torch.sigmoid(model(torch.from_numpy(np.ascontiguousarray(image[i : i + batch_size])).float().to(device)))
-           [:, 0].float().cpu() for i in range(0, len(image), batch_size)]
-    return torch.cat(out).numpy()
+    return torch.cat([torch.sigmoid(out.float())[:, 0].cpu() for out in batched(model, image, batch_size)]).numpy()
 
 
 def regions(y: np.ndarray, brain: np.ndarray | None = None) -> np.ndarray:
@@ -348,6 +338,11 @@ def regions(y: np.ndarray, brain: np.ndarray | None = None) -> np.ndarray:
     return labels
 
 
+def predict(result: ACWEResult, image: np.ndarray, brain: np.ndarray | None = None, batch_size: int = 8) -> np.ndarray:
+    """Two-region labels (S, H, W) (see :func:`regions`) of slices (S, C, H, W) from a trained network."""
+    return regions(probabilities(result.model, image, batch_size), brain)
+
+
 def train(volumes: list[Volume], *, n_labelled: int = 0, profile: str = "ci", device="cpu", mu: float = 0.0,
           nu: float = 0.0, checkpoint: str | os.PathLike | None = None, seed: int = 0,
           progress: bool = True) -> ACWEResult:
@@ -355,10 +350,6 @@ def train(volumes: list[Volume], *, n_labelled: int = 0, profile: str = "ci", de
     volumes at the profile's image size and epochs; resumable from ``checkpoint``."""
     settings = config.PROFILES[profile]
     squared = [square_volume(v, settings["image_size"]) for v in volumes]
-    if len({v.image.shape[1] for v in squared}) != 1:
-        raise ValueError(f"volumes have different channel counts {sorted({v.image.shape[1] for v in squared})}")
-    if n_labelled and any(v.target is None for v in squared):
-        raise ValueError("--labels needs ground-truth masks, and some input volumes have none")
     return fit(SliceDataset(squared), mode="finetune" if n_labelled else "unsupervised", n_labelled=n_labelled,
                mu=mu, nu=nu, channel=squared[0].flair_channel, epochs=settings["acwe_epochs"],
                batch_size=settings["batch_size"], device=device, checkpoint=checkpoint, seed=seed, progress=progress)
@@ -371,4 +362,4 @@ def segment(volume: Volume, *, profile: str = "ci", device="cpu", checkpoint=Non
     result = load(checkpoint, device) if checkpoint else train([volume], profile=profile, device=device, seed=seed,
                                                                progress=progress)
     return at_size(volume, config.PROFILES[profile]["image_size"],
-                   lambda v: regions(probabilities(result.model, v.image), v.brain))
+                   lambda v: predict(result, v.image, v.brain))

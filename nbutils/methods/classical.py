@@ -13,20 +13,12 @@ from skimage import filters, segmentation
 from sklearn.cluster import KMeans
 from sklearn.mixture import GaussianMixture
 
+from nbutils import metrics
+
 
 def _features(image: np.ndarray, mask: np.ndarray, channels) -> np.ndarray:
     image = image if channels is None else image[:, list(channels)]
     return np.moveaxis(image, 1, -1)[mask]  # (N, C)
-
-
-def _labels_by_brightness(assign: np.ndarray, features: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    clusters = np.unique(assign)
-    order = np.argsort([features[assign == c, 0].mean() for c in clusters])
-    rank = np.empty(assign.max() + 1, np.int64)
-    rank[clusters[order]] = np.arange(1, len(clusters) + 1)
-    out = np.zeros(mask.shape, np.int64)
-    out[mask] = rank[assign]
-    return out
 
 
 def _subsample(n: int, max_points: int, seed: int) -> np.ndarray:
@@ -44,7 +36,7 @@ def kmeans(image: np.ndarray, mask: np.ndarray, k: int = 4, channels=None, seed:
     x = _features(image, mask, channels)
     _check_k(x, k)
     model = KMeans(k, n_init=4, random_state=seed).fit(x[_subsample(len(x), max_points, seed)])
-    return _labels_by_brightness(model.predict(x), x, mask)
+    return metrics.labels_by_brightness(model.predict(x), x, mask)
 
 
 def gmm(image: np.ndarray, mask: np.ndarray, k: int = 4, channels=None, seed: int = 0,
@@ -54,7 +46,7 @@ def gmm(image: np.ndarray, mask: np.ndarray, k: int = 4, channels=None, seed: in
     _check_k(x, k)
     model = GaussianMixture(k, covariance_type="diag", n_init=2, random_state=seed)
     model.fit(x[_subsample(len(x), max_points, seed)])
-    return _labels_by_brightness(model.predict(x), x, mask)
+    return metrics.labels_by_brightness(model.predict(x), x, mask)
 
 
 def otsu(image: np.ndarray, mask: np.ndarray, k: int = 2, channel: int = 0) -> np.ndarray:

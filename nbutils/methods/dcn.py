@@ -24,6 +24,7 @@ from nbutils import config
 from nbutils.data.datasets import SliceDataset, Volume, at_size, square_volume
 from nbutils.methods.torch_kmeans import kmeans, squared_distances
 from nbutils.models import AutoEncoder
+from nbutils.runtime import batched
 from nbutils.train import fit as train_fit
 from nbutils.train import load_checkpoint, save_checkpoint
 
@@ -191,14 +192,6 @@ def load(path: str | os.PathLike, device="cpu") -> DCNResult:
                      list(state["history"]))
 
 
-def _forward(model: AutoEncoder, image: np.ndarray, batch_size: int):
-    """Yield ``(z, x_hat)`` on the model's device for batches of NumPy slices (S, C, H, W), eval mode."""
-    model.eval()
-    device = next(model.parameters()).device
-    for i in range(0, len(image), batch_size):
-        yield model(torch.from_numpy(np.ascontiguousarray(image[i : i + batch_size])).float().to(device))
-
-
 @torch.no_grad()
 def predict(result: DCNResult, image: np.ndarray, brain: np.ndarray | None = None, batch_size: int = 8) -> np.ndarray:
     """Nearest-centre labels (S, H, W) int64 for slices (S, C, H, W): 1..K, 0 outside ``brain``."""
@@ -206,7 +199,7 @@ def predict(result: DCNResult, image: np.ndarray, brain: np.ndarray | None = Non
     if image.shape[1] != model.config["in_channels"]:
         raise ValueError(f"the model takes {model.config['in_channels']} channel(s), the image has {image.shape[1]}")
     out = []
-    for z, _ in _forward(model, image, batch_size):
+    for z, _ in batched(model, image, batch_size):
         flat = z.float().permute(0, 2, 3, 1).reshape(-1, z.shape[1])
         out.append((squared_distances(flat, centres).argmin(1) + 1).reshape(z.shape[0], *z.shape[2:]).cpu())
     labels = torch.cat(out).numpy().astype(np.int64)
@@ -219,7 +212,7 @@ def predict(result: DCNResult, image: np.ndarray, brain: np.ndarray | None = Non
 def encode(model: AutoEncoder, image: np.ndarray, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Features (S, D, H, W) and reconstructions (S, C, H, W) of slices (S, C, H, W), as NumPy."""
     zs, xs = [], []
-    for z, x_hat in _forward(model, image, batch_size):
+    for z, x_hat in batched(model, image, batch_size):
         zs.append(z.float().cpu().numpy())
         xs.append(x_hat.float().cpu().numpy())
     return np.concatenate(zs), np.concatenate(xs)
@@ -241,11 +234,8 @@ def train(volumes: list[Volume], k: int = 4, *, profile: str = "ci", device="cpu
           checkpoint: str | os.PathLike | None = None, seed: int = 0, progress: bool = True) -> DCNResult:
     """Pretrain and train DCN on volumes at the profile's image size and epochs (resumable)."""
     settings = config.PROFILES[profile]
-    squared = [square_volume(v, settings["image_size"]) for v in volumes]
-    channels = {v.image.shape[1] for v in squared}
-    if len(channels) != 1:
-        raise ValueError(f"volumes have different channel counts {sorted(channels)}")
-    return fit(SliceDataset(squared), k, in_channels=channels.pop(), lam=lam,
+    dataset = SliceDataset([square_volume(v, settings["image_size"]) for v in volumes])
+    return fit(dataset, k, in_channels=dataset.image.shape[1], lam=lam,
                pretrain_epochs=settings["pretrain_epochs"], epochs=settings["epochs"],
                batch_size=settings["batch_size"], device=device, checkpoint=checkpoint, seed=seed, progress=progress)
 
