@@ -2,6 +2,7 @@
 
     python -m nbutils segment METHOD INPUT OUTPUT [--k K] [--profile ci|full] [--device auto|cpu|cuda]
                               [--seed N] [--checkpoint PATH] [--channels flair,t1] [--overwrite]
+                              [--stage2 kmeans|spectral|condensation]   (cuts)
     python -m nbutils train METHOD INPUT CHECKPOINT [--k K] [--labels N] [--profile ...] [--device ...] [--seed N]
     python -m nbutils evaluate PRED GT [--json FILE]
 
@@ -25,6 +26,7 @@ from nbutils.data import images as image_io
 from nbutils.data import lgg as lgg_io
 from nbutils.data import nifti as nifti_io
 from nbutils.data.io import write_json
+from nbutils.methods import cuts
 from nbutils.errors import InputError
 from nbutils.train import load_checkpoint
 
@@ -55,7 +57,7 @@ def cmd_segment(args) -> int:
     cases = cases_io.load_cases(args.input, channels)
     out = Path(args.output)
     run = dict(method=args.method, input=str(Path(args.input).resolve()), k=args.k, seed=args.seed,
-               all_components=args.all_components,
+               all_components=args.all_components, stage2=args.stage2 if args.method == "cuts" else None,
                profile=cfg.profile, channels=args.channels, checkpoint=args.checkpoint)
     _claim_output(out, run, args.overwrite)
     written = skipped = 0
@@ -66,7 +68,7 @@ def cmd_segment(args) -> int:
         v = case.volume
         feature_channels = [v.flair_channel] if case.kind == "lgg" and not channels else None
         opts = methods.SegmentOptions(k=args.k, seed=args.seed, device=str(cfg.device), profile=cfg.profile,
-                                      checkpoint=args.checkpoint, channels=feature_channels)
+                                      checkpoint=args.checkpoint, channels=feature_channels, stage2=args.stage2)
         labels = segmenter(v, opts)
         lesion = metrics.label_free_lesion(labels, v.flair, v.brain, largest_cc=not args.all_components)
         case.write(out, labels.astype(np.uint8), lesion)
@@ -191,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--all-components", action="store_true",
                      help="keep every connected piece of the lesion cluster (many lesions), not only the largest (one tumour)")
     seg.add_argument("--overwrite", action="store_true", help="replace the outputs of another run in OUTPUT")
+    seg.add_argument("--stage2", choices=cuts.STAGE2, default="condensation",
+                     help="cuts: how the pixel embeddings become clusters (default condensation)")
     seg.set_defaults(func=cmd_segment)
     tr = sub.add_parser("train", help="train METHOD on INPUT and save (and resume from) CHECKPOINT")
     tr.add_argument("method", help="one of: " + ", ".join(sorted(methods.TRAINERS)))

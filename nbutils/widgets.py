@@ -137,3 +137,37 @@ def acwe_explorer(volume, epochs: int = 15, largest_cc: bool = True, device="cpu
         index=w.IntSlider(len(volume.image) // 2, 0, len(volume.image) - 1, description="slice",
                           continuous_update=False),
     )
+
+
+def plot_hierarchy_level(volume, tree, level: int, index: int, largest_cc: bool = True):
+    """One level of a condensation hierarchy of ``volume``'s brain pixels on slice ``index``: the
+    clusters (named by brightness) and the label-free lesion against the truth."""
+    from nbutils import metrics
+
+    labels = metrics.labels_by_brightness(tree.labels(level), volume.flair[volume.brain][:, None], volume.brain)
+    lesion = metrics.label_free_lesion(labels, volume.flair, volume.brain, largest_cc)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4))
+    show_slice(volume.flair[index], axes[0], labels=labels[index],
+               title=f"level {level} of {len(tree) - 1}: {labels.max()} clusters, eps {tree.eps[level]:.3g}")
+    _lesion_panel(axes[1], volume, lesion, index)
+    fig.tight_layout()
+    plt.show()
+
+
+def hierarchy_explorer(volume, tree, max_clusters: int = 32, largest_cc: bool = True):
+    """Sliders that walk a condensation hierarchy coarse-to-fine (0 = one cluster, then finer levels
+    down to the first with at most ``max_clusters`` clusters) and pick the slice shown."""
+    import ipywidgets as w
+
+    top = len(tree) - 1
+    finest = int(np.flatnonzero(tree.n_clusters() <= max_clusters)[0])
+
+    def show(finer: int, index: int):
+        plot_hierarchy_level(volume, tree, top - finer, index, largest_cc)
+
+    return w.interact(
+        show,
+        finer=w.IntSlider(0, 0, top - finest, description="coarse-to-fine", continuous_update=False),
+        index=w.IntSlider(len(volume.image) // 2, 0, len(volume.image) - 1, description="slice",
+                          continuous_update=False),
+    )

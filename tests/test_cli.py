@@ -187,3 +187,19 @@ def test_train_acwe_with_labels_but_no_masks_exits_2(lgg_folder, tmp_path, capsy
         mask.unlink()
     code, _, err = run(capsys, "train", "acwe", lgg_folder, tmp_path / "a.pt", "--labels", "3", "--device", "cpu")
     assert code == 2 and "needs ground-truth masks" in err
+
+
+def test_train_cuts_then_segment_with_each_stage2(lgg_folder, tmp_path, capsys):
+    ckpt = tmp_path / "cuts.pt"
+    code, stdout, _ = run(capsys, "train", "cuts", lgg_folder, ckpt, "--profile", "ci", "--device", "cpu")
+    assert code == 0 and ckpt.exists() and "cuts: trained on 2 case(s)" in stdout and "nt_xent=" in stdout
+    for stage2 in ("kmeans", "condensation"):
+        out = tmp_path / stage2
+        code, _, _ = run(capsys, "segment", "cuts", lgg_folder, out, "--checkpoint", ckpt, "--stage2", stage2,
+                         "--device", "cpu", "--profile", "ci")
+        assert code == 0, stage2
+        labels = tifffile.imread(out / "TCGA_XX_0001_20000101" / "TCGA_XX_0001_20000101_1_labels.tif")
+        assert labels.shape == (48, 48) and labels.max() >= 2, stage2
+    with pytest.raises(SystemExit) as exit_:
+        run(capsys, "segment", "cuts", lgg_folder, tmp_path / "x", "--stage2", "dbscan")
+    assert exit_.value.code == 2 and "invalid choice: 'dbscan'" in capsys.readouterr().err

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from nbutils.data.datasets import Volume
-from nbutils.methods import acwe, classical, dcn
+from nbutils.methods import acwe, classical, cuts, dcn
 
 
 @dataclasses.dataclass
@@ -24,6 +24,7 @@ class SegmentOptions:
     checkpoint: str | None = None
     channels: list[int] | None = None  # channels to cluster; None = all
     labels: int = 0  # labelled slices for training (ACWE mode 2); 0 = unsupervised
+    stage2: str = "condensation"  # CUTS stage 2: kmeans, spectral or condensation
 
 
 Segmenter = Callable[[Volume, SegmentOptions], np.ndarray]
@@ -37,6 +38,8 @@ METHODS: dict[str, Segmenter] = {
     "morph-chan-vese": lambda v, o: classical.morphological_chan_vese(v.image, v.brain, channel=v.flair_channel),
     "dcn": lambda v, o: dcn.segment(v, o.k, profile=o.profile, device=o.device, checkpoint=o.checkpoint, seed=o.seed),
     "acwe": lambda v, o: acwe.segment(v, profile=o.profile, device=o.device, checkpoint=o.checkpoint, seed=o.seed),
+    "cuts": lambda v, o: cuts.segment(v, o.k, stage2=o.stage2, profile=o.profile, device=o.device,
+                                      checkpoint=o.checkpoint, seed=o.seed),
 }
 
 TRAINERS = {
@@ -44,6 +47,8 @@ TRAINERS = {
                                             seed=o.seed),
     "acwe": lambda volumes, o, ckpt: acwe.train(volumes, n_labelled=o.labels, profile=o.profile, device=o.device,
                                               checkpoint=ckpt, seed=o.seed),
+    "cuts": lambda volumes, o, ckpt: cuts.train(volumes, profile=o.profile, device=o.device, checkpoint=ckpt,
+                                              seed=o.seed),
 }
 
 

@@ -39,3 +39,25 @@ class FullResCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+class PixelEncoder(nn.Module):
+    """(N, C, H, W) -> (N, widths[-1], H, W) embeddings, one per pixel, at full resolution.
+
+    The CUTS stage-1 encoder (Liu, Amodio et al. 2024): ``len(widths)`` ``kernel`` x ``kernel``
+    convolutions (default four 5x5: 16-32-64-128 channels), each with BN and LeakyReLU, no
+    downsampling, so the receptive field is ``len(widths) * (kernel - 1) + 1`` pixels (17).
+    """
+
+    def __init__(self, in_channels: int = 1, widths=(16, 32, 64, 128), kernel: int = 5):
+        super().__init__()
+        self.config = dict(in_channels=in_channels, widths=list(widths), kernel=kernel)
+        layers, previous = [], in_channels
+        for width in widths:
+            layers += [nn.Conv2d(previous, width, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(width),
+                       nn.LeakyReLU(0.2)]
+            previous = width
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

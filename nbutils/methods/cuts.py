@@ -1,0 +1,289 @@
+"""CUTS: contrastive pixel-patch embeddings (stage 1) cut into segmentations (stage 2).
+
+Liu, Amodio, Shen et al., "CUTS: A Deep Learning and Topological Framework for Multigranular
+Unsupervised Medical Image Segmentation", MICCAI 2024 (DESIGN 4.4).
+
+Stage 1: a full-resolution encoder gives an embedding z_i per pixel. Per image, S anchor pixels;
+each anchor's positive is a nearby pixel whose P x P patch is similar (SSIM > 0.5, a few tries,
+else an adjacent pixel); the other anchors' positives are its negatives. Loss =
+lambda * NT-Xent(tau) + (1 - lambda) * MSE(patch, MLP(z_anchor)).
+
+Stage 2 (:func:`cluster`): the embeddings of the brain pixels, L2-normalised and reduced by PCA,
+are cut by (a) k-means, (b) spectral k-means (k-means on the PHATE diffusion potential) or
+(c) diffusion condensation (:mod:`nbutils.methods.condensation`) at a label-free level.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+from torch import nn
+from torch.nn import functional as F
+
+from nbutils import config, metrics
+from nbutils.data.datasets import SliceDataset, Volume, at_size, square_volume
+from nbutils.methods import condensation
+from nbutils.methods.torch_kmeans import kmeans
+from nbutils.models import PixelEncoder
+from nbutils.runtime import batched
+from nbutils.train import fit as train_fit
+from nbutils.train import load_checkpoint
+
+STAGE2 = ("kmeans", "spectral", "condensation")
+SCALINGS = ("standard", "l2")
+LEVEL_RULES = ("structures", "persistence")
+SSIM_C1, SSIM_C2 = 0.01**2, 0.03**2  # SSIM constants for a data range of 1
+
+
+class CUTSModel(nn.Module):
+    """The pixel encoder and the MLP that reconstructs an anchor's P x P patch from its embedding.
+
+    ``forward`` gives embeddings (N, D, H, W); ``reconstruct`` maps embeddings (..., D) to
+    flattened patches (..., C * P * P).
+    """
+
+    def __init__(self, in_channels: int = 1, widths=(16, 32, 64, 128), kernel: int = 5, patch: int = 5,
+                 hidden: int = 256):
+        super().__init__()
+        self.config = dict(in_channels=in_channels, widths=list(widths), kernel=kernel, patch=patch, hidden=hidden)
+        self.encoder = PixelEncoder(in_channels, widths, kernel)
+        self.head = nn.Sequential(nn.Linear(widths[-1], hidden), nn.LeakyReLU(0.2),
+                                  nn.Linear(hidden, in_channels * patch * patch))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def reconstruct(self, z: torch.Tensor) -> torch.Tensor:
+        return self.head(z)
+
+
+def patches(image: torch.Tensor, centres: torch.Tensor, size: int) -> torch.Tensor:
+    """The ``size`` x ``size`` patches (S, C, size, size) of ``image`` (C, H, W) centred on the
+    pixels ``centres`` (S, 2) as (row, column); the image is extended by reflection at the border."""
+    r = size // 2
+    padded = F.pad(image[None], (r, r, r, r), mode="reflect")[0]
+    offsets = torch.arange(size, device=image.device)
+    rows = (centres[:, 0, None] + offsets)[:, :, None]  # (S, size, 1) in padded coordinates
+    cols = (centres[:, 1, None] + offsets)[:, None, :]  # (S, 1, size)
+    return padded[:, rows, cols].permute(1, 0, 2, 3)
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Structural similarity (S,) of patch pairs (S, C, P, P) with values in [0, 1]: one window
+    covering the patch, population statistics, averaged over channels (Wang et al. 2004; equal
+    to ``skimage.metrics.structural_similarity`` with ``win_size=P`` on a P x P patch)."""
+    a, b = a.flatten(2).float(), b.flatten(2).float()
+    ma, mb = a.mean(2), b.mean(2)
+    va, vb = a.var(2, unbiased=False), b.var(2, unbiased=False)
+    cov = ((a - ma[..., None]) * (b - mb[..., None])).mean(2)
+    value = (2 * ma * mb + SSIM_C1) * (2 * cov + SSIM_C2) / ((ma**2 + mb**2 + SSIM_C1) * (va + vb + SSIM_C2))
+    return value.mean(1)
+
+
+@dataclasses.dataclass
+class Pairs:
+    """Anchor and positive pixels of one image: (S, 2) each, as (row, column); ``similar`` (S,)
+    says whether the positive passed the SSIM test (else it is an adjacent pixel)."""
+
+    anchors: torch.Tensor
+    positives: torch.Tensor
+    similar: torch.Tensor
+
+
+def sample_pairs(image: torch.Tensor, n_anchors: int, *, region: torch.Tensor | None = None, patch: int = 5,
+                 tries: int = 5, min_ssim: float = 0.5, generator: torch.Generator | None = None) -> Pairs:
+    """Anchors and positives in one image (C, H, W).
+
+    ``n_anchors`` anchors drawn uniformly (with replacement) from the pixels of ``region`` (H, W)
+    when it has any, else from the whole image. For each, up to ``tries`` candidates at offsets
+    drawn uniformly from [-patch, patch]^2 (not 0, kept inside the image); the first whose patch
+    has SSIM > ``min_ssim`` with the anchor's patch is the positive, else the adjacent pixel to
+    the right (left at the right border). Draws come from ``generator`` (a CPU generator; None:
+    torch's global one), so successive calls give new anchors.
+    """
+    _, h, w = image.shape
+    weights = region.flatten().float().cpu() if region is not None and region.any() else torch.ones(h * w)
+    flat = torch.multinomial(weights, n_anchors, replacement=True, generator=generator)
+    anchors = torch.stack([flat // w, flat % w], 1)
+    offsets = torch.randint(-patch, patch + 1, (n_anchors, tries, 2), generator=generator)
+    zero = (offsets == 0).all(-1)
+    offsets[zero] = torch.tensor([0, 1])  # never the anchor itself
+    limit = torch.tensor([h - 1, w - 1])
+    candidates = (anchors[:, None] + offsets).clamp(torch.zeros(2, dtype=torch.long), limit)
+    anchors, candidates = anchors.to(image.device), candidates.to(image.device)
+    own = patches(image, anchors, patch)
+    scores = ssim(own.repeat_interleave(tries, 0), patches(image, candidates.reshape(-1, 2), patch))
+    ok = (scores.reshape(n_anchors, tries) > min_ssim) & (candidates != anchors[:, None]).any(-1)
+    first = ok.float().argmax(1)
+    similar = ok.any(1)
+    right = anchors[:, 1] + torch.where(anchors[:, 1] + 1 < w, 1, -1)
+    adjacent = torch.stack([anchors[:, 0], right], 1)
+    positives = torch.where(similar[:, None], candidates[torch.arange(n_anchors), first], adjacent)
+    return Pairs(anchors, positives, similar)
+
+
+def nt_xent(anchors: torch.Tensor, positives: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
+    """NT-Xent of embeddings (B, S, D): mean over images b and anchors i of
+    -log softmax_j(cos(a_i, p_j) / tau)[i], the other anchors' positives in the same image being
+    the negatives (Chen et al., SimCLR, 2020)."""
+    a, p = F.normalize(anchors.float(), dim=-1), F.normalize(positives.float(), dim=-1)
+    logits = a @ p.transpose(1, 2) / tau  # (B, S, S)
+    target = torch.arange(a.shape[1], device=a.device).expand(a.shape[0], -1)
+    return F.cross_entropy(logits.flatten(0, 1), target.flatten())
+
+
+def _at(z: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+    """Embeddings (S, D) of one image's z (D, H, W) at pixels (S, 2)."""
+    return z[:, pixels[:, 0], pixels[:, 1]].T
+
+
+def cuts_loss(model: CUTSModel, batch: dict, *, n_anchors: int = 256, lam: float = 0.01, tau: float = 0.1,
+              tries: int = 5) -> dict:
+    """lam * NT-Xent + (1 - lam) * patch-reconstruction MSE on a batch ``{"image", "brain"}``.
+
+    Anchors are drawn inside each slice's brain mask with a generator seeded from torch's global
+    one (which the training loop reseeds every epoch): new anchors every batch, reproducible runs.
+    """
+    x = batch["image"]
+    patch = model.config["patch"]
+    z = model(x)
+    generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))
+    brains = batch.get("brain")
+    za, zp, target = [], [], []
+    for i in range(len(x)):
+        pairs = sample_pairs(x[i].float(), n_anchors, region=None if brains is None else brains[i], patch=patch,
+                             tries=tries, generator=generator)
+        za.append(_at(z[i], pairs.anchors))
+        zp.append(_at(z[i], pairs.positives))
+        target.append(patches(x[i].float(), pairs.anchors, patch).flatten(1))
+    za, zp, target = torch.stack(za), torch.stack(zp), torch.stack(target)
+    contrast = nt_xent(za, zp, tau)
+    recon = F.mse_loss(model.reconstruct(za).float(), target)
+    return {"loss": lam * contrast + (1 - lam) * recon, "nt_xent": contrast, "reconstruction": recon}
+
+
+@dataclasses.dataclass
+class CUTSResult:
+    model: CUTSModel
+    history: list[dict]  # one row per epoch: loss, nt_xent, reconstruction
+
+
+def fit(dataset, *, in_channels: int = 1, widths=(16, 32, 64, 128), epochs: int = 10, batch_size: int = 8,
+        lr: float = 1e-3, n_anchors: int = 256, lam: float = 0.01, tau: float = 0.1, device="cpu",
+        checkpoint: str | os.PathLike | None = None, resume: bool = True, seed: int = 0,
+        progress: bool = True) -> CUTSResult:
+    """Train stage 1 on a dataset of ``{"image", "brain"}`` slices through the shared loop
+    (checkpoint every epoch, resumable); the model comes back in eval mode."""
+    torch.manual_seed(seed)
+    model = CUTSModel(in_channels, widths)
+    history = train_fit(model, lambda m, b: cuts_loss(m, b, n_anchors=n_anchors, lam=lam, tau=tau), dataset,
+                        epochs=epochs, batch_size=batch_size, lr=lr, device=device, checkpoint=checkpoint,
+                        resume=resume, method="cuts", seed=seed, progress=progress, extra={"config": model.config})
+    return CUTSResult(model, history)
+
+
+def load(path: str | os.PathLike, device="cpu") -> CUTSModel:
+    """A trained stage-1 model from its checkpoint (``weights_only`` loading)."""
+    state = load_checkpoint(path, "cuts")
+    model = CUTSModel(**state["config"])
+    model.load_state_dict(state["model"])
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def embed(model: CUTSModel, image: np.ndarray, batch_size: int = 8) -> np.ndarray:
+    """Embeddings (S, D, H, W) float32 of slices (S, C, H, W)."""
+    if image.shape[1] != model.config["in_channels"]:
+        raise ValueError(f"the model takes {model.config['in_channels']} channel(s), the image has {image.shape[1]}")
+    return np.concatenate([z.float().cpu().numpy() for z in batched(model, image, batch_size)])
+
+
+def points(z: np.ndarray, mask: np.ndarray, n_components: int = 10, scaling: str = "standard",
+           seed: int = 0) -> np.ndarray:
+    """Stage-2 input: the embeddings (S, D, H, W) of the pixels in ``mask`` (S, H, W), scaled, then
+    reduced to ``n_components`` by PCA: (N, n_components) float32.
+
+    ``scaling="l2"`` L2-normalises each embedding (the CUTS paper's choice; it discards the
+    embedding's norm, which carries much of the intensity); ``"standard"`` centres each feature
+    and divides it by its standard deviation.
+    """
+    if scaling not in SCALINGS:
+        raise ValueError(f"unknown scaling {scaling!r}; choose one of {', '.join(SCALINGS)}")
+    x = np.moveaxis(z, 1, -1)[mask].astype(np.float64)
+    bad = int((~np.isfinite(x)).sum())
+    if bad:
+        raise ValueError(f"the embeddings hold {bad} NaN or infinite values")
+    if scaling == "l2":
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    else:
+        x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-12)
+    n = min(n_components, x.shape[1], len(x))
+    return PCA(n, random_state=seed).fit_transform(x).astype(np.float32) if len(x) > 1 else x[:, :n].astype(np.float32)
+
+
+def spectral_kmeans(x: np.ndarray, k: int, *, max_points: int = 2048, seed: int = 0) -> np.ndarray:
+    """Cluster ids (N,) from k-means on the PHATE diffusion potential of ``x`` (N, d)
+    (``phate.cluster.kmeans``); above ``max_points`` points, PHATE runs on k-means centroids
+    (:func:`condensation.coarse_grain`) and each point takes its centroid's cluster."""
+    import phate  # slow to import, needed here only
+
+    xt = torch.from_numpy(x)
+    centroids, _, point_of = (condensation.coarse_grain(xt, max_points, seed=seed) if len(x) > max_points
+                              else (xt, None, torch.arange(len(x))))
+    op = phate.PHATE(knn=min(5, len(centroids) - 2), n_landmark=None, random_state=seed, verbose=0, n_jobs=1)
+    op.fit(centroids.numpy())
+    return phate.cluster.kmeans(op, n_clusters=k, random_state=seed, n_init=4)[point_of.numpy()]
+
+
+def cluster(z: np.ndarray, mask: np.ndarray, flair: np.ndarray, stage2: str = "condensation", k: int = 4, *,
+            scaling: str = "standard", level_rule: str = "structures", max_points: int = 2048,
+            device="cpu", seed: int = 0) -> np.ndarray:
+    """Stage 2 on the embeddings (S, D, H, W) of one volume (or image): labels (S, H, W), 0 outside
+    ``mask``, 1..n by increasing mean ``flair`` (S, H, W) so the label-free rule can name them.
+
+    ``kmeans`` and ``spectral`` give ``k`` clusters. ``condensation`` cuts its hierarchy without
+    labels: ``level_rule="structures"`` (CUTS's rule), the persistent structures (area >= 1 %,
+    >= 2 levels) at the level that has most of them (:meth:`Hierarchy.structures_level`), or
+    ``"persistence"``, the partition lasting the widest eps range (:meth:`Hierarchy.persistent_level`),
+    which keeps small clusters (small lesions) that the area rule dissolves. k-means and
+    condensation run on ``device``; PHATE on the CPU.
+    """
+    if stage2 not in STAGE2:
+        raise ValueError(f"unknown stage 2 {stage2!r}; choose one of {', '.join(STAGE2)}")
+    if level_rule not in LEVEL_RULES:
+        raise ValueError(f"unknown level rule {level_rule!r}; choose one of {', '.join(LEVEL_RULES)}")
+    x = points(z, mask, scaling=scaling, seed=seed)
+    if stage2 == "kmeans":
+        ids = kmeans(torch.from_numpy(x).to(device), k, seed=seed)[1].cpu().numpy()
+    elif stage2 == "spectral":
+        ids = spectral_kmeans(x, k, max_points=max_points, seed=seed)
+    else:
+        tree = condensation.condense(x, max_points=max_points, device=device, seed=seed)
+        ids = (tree.labels(tree.persistent_level()) if level_rule == "persistence"
+               else tree.structure_labels(tree.structures_level()))
+    return metrics.labels_by_brightness(ids, flair[mask][:, None], mask)
+
+
+def train(volumes: list[Volume], *, profile: str = "ci", device="cpu", checkpoint: str | os.PathLike | None = None,
+          seed: int = 0, progress: bool = True) -> CUTSResult:
+    """Stage 1 on volumes at the profile's image size and epochs (resumable)."""
+    settings = config.PROFILES[profile]
+    dataset = SliceDataset([square_volume(v, settings["image_size"]) for v in volumes])
+    return fit(dataset, in_channels=dataset.image.shape[1], epochs=settings["cuts_epochs"],
+               batch_size=settings["batch_size"], device=device, checkpoint=checkpoint, seed=seed, progress=progress)
+
+
+def segment(volume: Volume, k: int = 4, *, stage2: str = "condensation", profile: str = "ci", device="cpu",
+            checkpoint=None, seed: int = 0, progress: bool = True) -> np.ndarray:
+    """Labels (S, H, W) for one volume: stage 1 from ``checkpoint`` or trained on the volume itself,
+    then ``stage2`` on the volume's brain pixels, at the profile's image size, mapped back."""
+    model = load(checkpoint, device) if checkpoint else train([volume], profile=profile, device=device, seed=seed,
+                                                              progress=progress).model
+    settings = config.PROFILES[profile]
+    return at_size(volume, settings["image_size"], lambda v: cluster(
+        embed(model, v.image), v.brain, v.flair, stage2, k, max_points=settings["cuts_points"], device=device,
+        seed=seed))
