@@ -7,11 +7,16 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def conv_block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    """3x3 conv (optionally strided) + BN + ReLU, then 3x3 conv + BN + ReLU."""
+NORMS = {"batch": nn.BatchNorm2d, "instance": lambda c: nn.InstanceNorm2d(c, affine=True)}
+ACTIVATIONS = {"relu": lambda: nn.ReLU(inplace=True), "leaky": lambda: nn.LeakyReLU(0.01, inplace=True)}
+
+
+def conv_block(cin: int, cout: int, stride: int = 1, norm: str = "batch", activation: str = "relu") -> nn.Sequential:
+    """3x3 conv (optionally strided) + norm + activation, then 3x3 conv + norm + activation."""
+    norm_layer, act = NORMS[norm], ACTIVATIONS[activation]
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), norm_layer(cout), act(),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False), norm_layer(cout), act(),
     )
 
 
@@ -22,17 +27,20 @@ class UNetEncoder(nn.Module):
     upsampling with skip concatenation, a 1x1 conv to ``features`` channels. While training,
     Gaussian noise of std ``noise`` is added to the input (a denoising autoencoder). Any H, W
     works: inputs are padded (edge values) to a multiple of 2**(len(widths)-1) and the output
-    cropped back.
+    cropped back. ``norm`` is ``"batch"`` or ``"instance"``, ``activation`` ``"relu"`` or
+    ``"leaky"`` (LeakyReLU, slope 0.01).
     """
 
-    def __init__(self, in_channels: int = 1, features: int = 64, widths=(8, 16, 32), noise: float = 0.05):
+    def __init__(self, in_channels: int = 1, features: int = 64, widths=(8, 16, 32), noise: float = 0.05,
+                 norm: str = "batch", activation: str = "relu"):
         super().__init__()
         self.noise, self.features = noise, features
         self.factor = 2 ** (len(widths) - 1)
-        self.stem = conv_block(in_channels, widths[0])
-        self.downs = nn.ModuleList(conv_block(a, b, stride=2) for a, b in zip(widths[:-1], widths[1:]))
+        block = lambda a, b, stride=1: conv_block(a, b, stride, norm, activation)  # noqa: E731
+        self.stem = block(in_channels, widths[0])
+        self.downs = nn.ModuleList(block(a, b, stride=2) for a, b in zip(widths[:-1], widths[1:]))
         self.ups = nn.ModuleList(nn.ConvTranspose2d(b, a, 2, stride=2) for a, b in zip(widths[:-1], widths[1:]))
-        self.merges = nn.ModuleList(conv_block(2 * a, a) for a in widths[:-1])
+        self.merges = nn.ModuleList(block(2 * a, a) for a in widths[:-1])
         self.head = nn.Conv2d(widths[0], features, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
