@@ -35,7 +35,7 @@ from nbutils.train import load_checkpoint
 
 STAGE2 = ("kmeans", "spectral", "condensation")
 SCALINGS = ("standard", "l2")
-LEVEL_RULES = ("structures", "persistence")
+LEVEL_RULES = ("persistence", "structures")
 SSIM_C1, SSIM_C2 = 0.01**2, 0.03**2  # SSIM constants for a data range of 1
 
 
@@ -240,16 +240,16 @@ def spectral_kmeans(x: np.ndarray, k: int, *, max_points: int = 2048, seed: int 
 
 
 def cluster(z: np.ndarray, mask: np.ndarray, flair: np.ndarray, stage2: str = "condensation", k: int = 4, *,
-            scaling: str = "standard", level_rule: str = "structures", max_points: int = 2048,
+            scaling: str = "standard", level_rule: str = "persistence", max_points: int = 2048,
             device="cpu", seed: int = 0) -> np.ndarray:
     """Stage 2 on the embeddings (S, D, H, W) of one volume (or image): labels (S, H, W), 0 outside
     ``mask``, 1..n by increasing mean ``flair`` (S, H, W) so the label-free rule can name them.
 
     ``kmeans`` and ``spectral`` give ``k`` clusters. ``condensation`` cuts its hierarchy without
-    labels: ``level_rule="structures"`` (CUTS's rule), the persistent structures (area >= 1 %,
-    >= 2 levels) at the level that has most of them (:meth:`Hierarchy.structures_level`), or
-    ``"persistence"``, the partition lasting the widest eps range (:meth:`Hierarchy.persistent_level`),
-    which keeps small clusters (small lesions) that the area rule dissolves. k-means and
+    labels: ``level_rule="persistence"``, the partition lasting the widest eps range
+    (:meth:`Hierarchy.persistent_level`), or ``"structures"`` (CUTS's rule), the persistent
+    structures (area >= 1 %, >= 2 levels) at the level that has most of them
+    (:meth:`Hierarchy.structures_level`), which dissolves clusters (lesions) under 1 %. k-means and
     condensation run on ``device``; PHATE on the CPU.
     """
     if stage2 not in STAGE2:
