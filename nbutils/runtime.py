@@ -36,12 +36,16 @@ def seed_everything(seed: int) -> None:
 
 
 def batched(model: torch.nn.Module, image: np.ndarray, batch_size: int = 8):
-    """Yield ``model(x)`` for consecutive batches of NumPy slices (S, C, H, W), on the model's
-    device, with the model in eval mode (call under ``torch.no_grad()``)."""
+    """``model(x)`` for consecutive batches of NumPy slices (S, C, H, W), on the model's device,
+    with the model in eval mode (iterate under ``torch.no_grad()``). A model whose ``config``
+    names ``in_channels`` is checked against C first: a ValueError names both counts."""
+    expected = getattr(model, "config", {}).get("in_channels")
+    if expected is not None and image.shape[1] != expected:
+        raise ValueError(f"the model takes {expected} channel(s), the image has {image.shape[1]}")
     model.eval()
     device = next(model.parameters()).device
-    for i in range(0, len(image), batch_size):
-        yield model(torch.from_numpy(np.ascontiguousarray(image[i : i + batch_size])).float().to(device))
+    return (model(torch.from_numpy(np.ascontiguousarray(image[i : i + batch_size])).float().to(device))
+            for i in range(0, len(image), batch_size))
 
 
 def synchronize(device: torch.device) -> None:

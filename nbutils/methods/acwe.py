@@ -322,8 +322,6 @@ def load(path: str | os.PathLike, device="cpu") -> ACWEResult:
 @torch.no_grad()
 def probabilities(model: torch.nn.Module, image: np.ndarray, batch_size: int = 8) -> np.ndarray:
     """y = sigmoid(network) (S, H, W) float32 in [0, 1] for slices (S, C, H, W)."""
-    if image.shape[1] != model.config["in_channels"]:
-        raise ValueError(f"the network takes {model.config['in_channels']} channel(s), the image has {image.shape[1]}")
     return torch.cat([torch.sigmoid(out.float())[:, 0].cpu() for out in batched(model, image, batch_size)]).numpy()
 
 

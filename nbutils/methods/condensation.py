@@ -63,21 +63,35 @@ def _memory_efficient_attention(device: torch.device):
     return sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION])
 
 
+def _tiled_distances(x: torch.Tensor, reference: torch.Tensor):
+    """Yield (start, squared distances (rows, R)) from consecutive row tiles of ``x`` (N, d) to
+    ``reference`` (R, d), each tile holding at most ``TILE_ELEMENTS`` distances."""
+    tile = max(1, TILE_ELEMENTS // max(len(reference), 1))
+    for start in range(0, len(x), tile):
+        yield start, squared_distances(x[start : start + tile], reference)
+
+
 def nearest_neighbours(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` nearest other points of each point: (indices (N, k), squared distances (N, k)),
     computed in row tiles of at most ``TILE_ELEMENTS`` distances."""
-    n = len(x)
-    k = min(k, n - 1)
-    tile = max(1, TILE_ELEMENTS // max(n, 1))
+    k = min(k, len(x) - 1)
     idx, dist = [], []
-    for start in range(0, n, tile):
-        d2 = squared_distances(x[start : start + tile], x)
+    for start, d2 in _tiled_distances(x, x):
         rows = torch.arange(len(d2), device=x.device)
         d2[rows, rows + start] = math.inf
         values, columns = d2.topk(k, dim=1, largest=False)
         idx.append(columns)
         dist.append(values)
     return torch.cat(idx), torch.cat(dist)
+
+
+def _group_means(x: torch.Tensor, group: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Weighted means of the points ``x`` (N, d) in each group (ids (N,), any integers):
+    (means (G, d), summed weights (G,), each point's group renumbered 0..G-1 (N,))."""
+    _, index = torch.unique(group, return_inverse=True)
+    total = torch.zeros(int(index.max()) + 1, dtype=x.dtype, device=x.device).index_add_(0, index, weights)
+    sums = torch.zeros(len(total), x.shape[1], dtype=x.dtype, device=x.device).index_add_(0, index, x * weights[:, None])
+    return sums / total[:, None], total, index
 
 
 def merge_groups(x: torch.Tensor, candidates: torch.Tensor, threshold: float) -> torch.Tensor | None:
@@ -108,14 +122,10 @@ def coarse_grain(x: torch.Tensor, max_points: int, iterations: int = 10,
     """
     g = torch.Generator().manual_seed(seed)
     centres = x[torch.randperm(len(x), generator=g)[:max_points].to(x.device)]
-    tile = max(1, TILE_ELEMENTS // max_points)
+    ones = torch.ones(len(x), dtype=x.dtype, device=x.device)
     for _ in range(iterations + 1):
-        point_of = torch.cat([squared_distances(x[s : s + tile], centres).argmin(1)
-                              for s in range(0, len(x), tile)])
-        used, point_of = torch.unique(point_of, return_inverse=True)
-        weights = torch.bincount(point_of, minlength=len(used)).to(x.dtype)
-        centres = torch.zeros(len(used), x.shape[1], dtype=x.dtype, device=x.device).index_add_(0, point_of, x)
-        centres /= weights[:, None]
+        nearest = torch.cat([d2.argmin(1) for _, d2 in _tiled_distances(x, centres)])
+        centres, weights, point_of = _group_means(x, nearest, ones)
     return centres, weights, point_of
 
 
@@ -219,7 +229,8 @@ class Hierarchy:
 
 def default_scales(x: torch.Tensor) -> tuple[float, float]:
     """(eps, threshold) for :func:`condense`: eps = a tenth of the median distance to the nearest
-    other point (the kernel starts narrower than the gaps, so the finest levels are recorded), threshold = 1e-3 of the points' spread (root mean variance per dimension), or 1e-6 when the
+    other point (the kernel starts narrower than the gaps, so the finest levels are recorded),
+    threshold = 1e-3 of the points' spread (root mean variance per dimension), or 1e-6 when the
     points are all equal."""
     spread = float(x.var(0, unbiased=False).mean().sqrt()) if len(x) > 1 else 0.0
     threshold = 1e-3 * spread if spread > 0 else 1e-6
@@ -251,7 +262,7 @@ def condense(
     ``refresh`` steps and after every merge (with k >= N - 1 the check is exact). Runs in float32
     on ``device``. Raises ValueError for an empty input or NaN / infinite values.
     """
-    x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x).to(device, torch.float32)
+    x = torch.as_tensor(x).to(device, torch.float32)
     if x.ndim != 2 or len(x) == 0:
         raise ValueError(f"condense needs points of shape (N, d) with N >= 1, got {tuple(x.shape)}")
     bad = int((~torch.isfinite(x)).sum())
@@ -287,10 +298,8 @@ def condense(
             if steps % refresh == 0:
                 candidates = nearest_neighbours(x, k)[0]
             continue
-        ids, inverse = torch.unique(group, return_inverse=True)
-        merged = torch.zeros(len(ids), device=x.device).index_add_(0, inverse, weights)
-        x = torch.zeros(len(ids), x.shape[1], device=x.device).index_add_(0, inverse, x * weights[:, None])
-        x, weights, assign = x / merged[:, None], merged, inverse[assign]
+        x, weights, index = _group_means(x, group, weights)
+        assign = index[assign]
         levels.append(assign.cpu().numpy().astype(np.int32))
         eps_at.append(eps)
         bar.update(bar.total - len(x) + 1 - bar.n)

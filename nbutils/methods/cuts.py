@@ -87,11 +87,13 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 @dataclasses.dataclass
 class Pairs:
     """Anchor and positive pixels of one image: (S, 2) each, as (row, column); ``similar`` (S,)
-    says whether the positive passed the SSIM test (else it is an adjacent pixel)."""
+    says whether the positive passed the SSIM test (else it is an adjacent pixel);
+    ``anchor_patches`` (S, C, P, P) are the anchors' patches the test compared."""
 
     anchors: torch.Tensor
     positives: torch.Tensor
     similar: torch.Tensor
+    anchor_patches: torch.Tensor
 
 
 def sample_pairs(image: torch.Tensor, n_anchors: int, *, region: torch.Tensor | None = None, patch: int = 5,
@@ -123,7 +125,7 @@ def sample_pairs(image: torch.Tensor, n_anchors: int, *, region: torch.Tensor | 
     right = anchors[:, 1] + torch.where(anchors[:, 1] + 1 < w, 1, -1)
     adjacent = torch.stack([anchors[:, 0], right], 1)
     positives = torch.where(similar[:, None], candidates[torch.arange(n_anchors), first], adjacent)
-    return Pairs(anchors, positives, similar)
+    return Pairs(anchors, positives, similar, own)
 
 
 def nt_xent(anchors: torch.Tensor, positives: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
@@ -159,7 +161,7 @@ def cuts_loss(model: CUTSModel, batch: dict, *, n_anchors: int = 256, lam: float
                              tries=tries, generator=generator)
         za.append(_at(z[i], pairs.anchors))
         zp.append(_at(z[i], pairs.positives))
-        target.append(patches(x[i].float(), pairs.anchors, patch).flatten(1))
+        target.append(pairs.anchor_patches.flatten(1))
     za, zp, target = torch.stack(za), torch.stack(zp), torch.stack(target)
     contrast = nt_xent(za, zp, tau)
     recon = F.mse_loss(model.reconstruct(za).float(), target)
@@ -197,8 +199,6 @@ def load(path: str | os.PathLike, device="cpu") -> CUTSModel:
 @torch.no_grad()
 def embed(model: CUTSModel, image: np.ndarray, batch_size: int = 8) -> np.ndarray:
     """Embeddings (S, D, H, W) float32 of slices (S, C, H, W)."""
-    if image.shape[1] != model.config["in_channels"]:
-        raise ValueError(f"the model takes {model.config['in_channels']} channel(s), the image has {image.shape[1]}")
     return np.concatenate([z.float().cpu().numpy() for z in batched(model, image, batch_size)])
 
 

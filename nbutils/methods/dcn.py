@@ -196,8 +196,6 @@ def load(path: str | os.PathLike, device="cpu") -> DCNResult:
 def predict(result: DCNResult, image: np.ndarray, brain: np.ndarray | None = None, batch_size: int = 8) -> np.ndarray:
     """Nearest-centre labels (S, H, W) int64 for slices (S, C, H, W): 1..K, 0 outside ``brain``."""
     model, centres = result.model, result.centres
-    if image.shape[1] != model.config["in_channels"]:
-        raise ValueError(f"the model takes {model.config['in_channels']} channel(s), the image has {image.shape[1]}")
     out = []
     for z, _ in batched(model, image, batch_size):
         flat = z.float().permute(0, 2, 3, 1).reshape(-1, z.shape[1])

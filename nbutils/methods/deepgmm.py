@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 import torch
+from scipy.special import logsumexp
 from sklearn.mixture import GaussianMixture
 from torch.nn import functional as F
 
@@ -138,8 +139,7 @@ def em_svgmm(x: np.ndarray, k: int, *, means_init: np.ndarray | None = None, max
     for _ in range(max_iter):
         log_n = -0.5 * (LOG_2PI + np.log(var)).sum(1) - (((x[:, None] - mu) ** 2) / (2 * var)).sum(2)  # (N, K)
         joint = log_w + log_n
-        top = joint.max(1, keepdims=True)
-        log_like = top[:, 0] + np.log(np.exp(joint - top).sum(1))
+        log_like = logsumexp(joint, axis=1)
         history.append(float(-log_like.mean()))
         log_w = joint - log_like[:, None]  # E-step: gamma, which is also the new weights
         gamma = np.exp(log_w)
