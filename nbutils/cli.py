@@ -3,7 +3,9 @@
     python -m nbutils segment METHOD INPUT OUTPUT [--k K] [--profile ci|full] [--device auto|cpu|cuda]
                               [--seed N] [--checkpoint PATH] [--channels flair,t1] [--overwrite]
                               [--stage2 kmeans|spectral|condensation]   (cuts)
-    python -m nbutils train METHOD INPUT CHECKPOINT [--k K] [--labels N] [--profile ...] [--device ...] [--seed N]
+                              [--variant deepG|deepSVG] [--mode per-image|trained]   (deepgmm)
+    python -m nbutils train METHOD INPUT CHECKPOINT [--k K] [--labels N] [--variant ...] [--profile ...] [--device ...]
+                            [--seed N]
     python -m nbutils evaluate PRED GT [--json FILE]
 
 A user's mistake prints one line ``error: <file>: <problem>`` and exits with code 2.
@@ -26,7 +28,7 @@ from nbutils.data import images as image_io
 from nbutils.data import lgg as lgg_io
 from nbutils.data import nifti as nifti_io
 from nbutils.data.io import write_json
-from nbutils.methods import cuts
+from nbutils.methods import cuts, deepgmm
 from nbutils.errors import InputError
 from nbutils.train import load_checkpoint
 
@@ -58,6 +60,8 @@ def cmd_segment(args) -> int:
     out = Path(args.output)
     run = dict(method=args.method, input=str(Path(args.input).resolve()), k=args.k, seed=args.seed,
                all_components=args.all_components, stage2=args.stage2 if args.method == "cuts" else None,
+               variant=args.variant if args.method == "deepgmm" else None,
+               mode=args.mode if args.method == "deepgmm" else None,
                profile=cfg.profile, channels=args.channels, checkpoint=args.checkpoint)
     _claim_output(out, run, args.overwrite)
     written = skipped = 0
@@ -68,7 +72,8 @@ def cmd_segment(args) -> int:
         v = case.volume
         feature_channels = [v.flair_channel] if case.kind == "lgg" and not channels else None
         opts = methods.SegmentOptions(k=args.k, seed=args.seed, device=str(cfg.device), profile=cfg.profile,
-                                      checkpoint=args.checkpoint, channels=feature_channels, stage2=args.stage2)
+                                      checkpoint=args.checkpoint, channels=feature_channels, stage2=args.stage2,
+                                      variant=args.variant, mode=args.mode)
         labels = segmenter(v, opts)
         lesion = metrics.label_free_lesion(labels, v.flair, v.brain, largest_cc=not args.all_components)
         case.write(out, labels.astype(np.uint8), lesion)
@@ -83,7 +88,7 @@ def cmd_train(args) -> int:
     cfg = config.load(args.profile, args.device, verbose=False)
     cases = cases_io.load_cases(args.input, args.channels.split(",") if args.channels else None)
     opts = methods.SegmentOptions(k=args.k, seed=args.seed, device=str(cfg.device), profile=cfg.profile,
-                                  labels=args.labels)
+                                  labels=args.labels, variant=args.variant)
     result = methods.TRAINERS[args.method]([c.volume for c in cases], opts, args.checkpoint)
     last = result.history[-1]
     print(f"{args.method}: trained on {len(cases)} case(s), last epoch " +
@@ -195,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--overwrite", action="store_true", help="replace the outputs of another run in OUTPUT")
     seg.add_argument("--stage2", choices=cuts.STAGE2, default="condensation",
                      help="cuts: how the pixel embeddings become clusters (default condensation)")
+    seg.add_argument("--variant", choices=deepgmm.VARIANTS, default="deepG",
+                     help="deepgmm: mixture weights per image (deepG) or per pixel (deepSVG)")
+    seg.add_argument("--mode", choices=deepgmm.MODES, default="per-image",
+                     help="deepgmm: a fresh network per case (per-image), or a trained one (--checkpoint, else trained on the case)")
     seg.set_defaults(func=cmd_segment)
     tr = sub.add_parser("train", help="train METHOD on INPUT and save (and resume from) CHECKPOINT")
     tr.add_argument("method", help="one of: " + ", ".join(sorted(methods.TRAINERS)))
@@ -203,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--k", type=int, default=4)
     tr.add_argument("--labels", type=int, default=0,
                     help="labelled slices to fine-tune on, drawn from INPUT's masks (acwe mode 2; default 0: unsupervised)")
+    tr.add_argument("--variant", choices=deepgmm.VARIANTS, default="deepG", help="deepgmm: deepG or deepSVG")
     tr.add_argument("--profile", choices=sorted(config.PROFILES), default=None)
     tr.add_argument("--device", default="auto")
     tr.add_argument("--seed", type=int, default=0)

@@ -117,3 +117,20 @@ def feature_pca(z: np.ndarray, mask: np.ndarray | None = None, ax=None, title: s
     ax.set_axis_off()
     ax.set_title(title, fontsize=9)
     return ax
+
+
+def mixture_over_histogram(values: np.ndarray, pi: np.ndarray, mu: np.ndarray, var: np.ndarray, ax=None,
+                           title: str = "", bins: int = 100):
+    """A fitted 1D mixture over the histogram of ``values`` (N,): each component pi_k N(x; mu_k, var_k)
+    and their sum, as densities. ``pi``, ``mu``, ``var`` (K,) (one sequence of the fitted model)."""
+    ax = ax or plt.gca()
+    ax.hist(values, bins=bins, density=True, color="0.8")
+    x = np.linspace(values.min(), values.max(), 400)[:, None]
+    components = pi * np.exp(-((x - mu) ** 2) / (2 * var)) / np.sqrt(2 * np.pi * var)  # (400, K)
+    for k in np.argsort(mu):
+        ax.plot(x[:, 0], components[:, k], lw=1.2, label=f"mu={mu[k]:.2f}")
+    ax.plot(x[:, 0], components.sum(1), "k--", lw=1, label="mixture")
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("intensity")
+    ax.legend(fontsize=7)
+    return ax

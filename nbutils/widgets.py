@@ -171,3 +171,45 @@ def hierarchy_explorer(volume, tree, max_clusters: int = 32, largest_cc: bool = 
         index=w.IntSlider(len(volume.image) // 2, 0, len(volume.image) - 1, description="slice",
                           continuous_update=False),
     )
+
+
+def plot_gmm_trial(volume, index: int, k: int, lam: float, tol: float, mu_data: np.ndarray | None = None,
+                   variant: str = "deepG", max_epochs: int = 200, device="cpu"):
+    """Fit a fresh deep GMM to slice ``index`` alone (the paper's per-image mode) and show its classes,
+    the NLL per step and the mixture fitted to the FLAIR channel. ``mu_data`` (K, M) is used, with
+    weight ``lam``, when it has ``k`` rows."""
+    from nbutils.methods import deepgmm
+    from nbutils.viz import mixture_over_histogram
+
+    image, brain = volume.image[index : index + 1], volume.brain[index : index + 1]
+    target = mu_data if mu_data is not None and len(mu_data) == k else None
+    p, history = deepgmm.fit_images(image, brain, k, variant, tol=tol, max_epochs=max_epochs, lam=lam,
+                                    mu_data=target, device=device)
+    labels = deepgmm.hard_labels(p, image, brain)[0]
+    pi, mu, var = deepgmm.volume_params(p, image, brain)
+    c = volume.flair_channel
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    show_slice(volume.flair[index], axes[0], labels=labels,
+               title=f"{variant}, K={k}, lambda={lam:g}{'' if target is not None else ' (no mu_data)'}")
+    axes[1].plot(history)
+    axes[1].set_xlabel("step")
+    axes[1].set_ylabel("NLL per pixel")
+    axes[1].set_title(f"{len(history)} steps (tol {tol:g})", fontsize=9)
+    mixture_over_histogram(image[0, c][brain[0]], pi, mu[:, c], var[:, c], axes[2], title="FLAIR: fitted Gaussians")
+    fig.tight_layout()
+    plt.show()
+
+
+def gmm_explorer(volume, mu_data: np.ndarray | None = None, variant: str = "deepG", device="cpu"):
+    """Sliders for K, lambda and tol (each move fits a fresh network to one slice) and the slice."""
+    import ipywidgets as w
+
+    return w.interact(
+        plot_gmm_trial, volume=w.fixed(volume), mu_data=w.fixed(mu_data), variant=w.fixed(variant),
+        max_epochs=w.fixed(200), device=w.fixed(device),
+        k=w.IntSlider(4, 2, 8, description="K", continuous_update=False),
+        lam=w.FloatLogSlider(1.0, base=10, min=-2, max=2, description="lambda", continuous_update=False),
+        tol=w.FloatLogSlider(1e-3, base=10, min=-5, max=-1, description="tol", continuous_update=False),
+        index=w.IntSlider(len(volume.image) // 2, 0, len(volume.image) - 1, description="slice",
+                          continuous_update=False),
+    )

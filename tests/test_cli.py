@@ -203,3 +203,22 @@ def test_train_cuts_then_segment_with_each_stage2(lgg_folder, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         run(capsys, "segment", "cuts", lgg_folder, tmp_path / "x", "--stage2", "dbscan")
     assert exit_.value.code == 2 and "invalid choice: 'dbscan'" in capsys.readouterr().err
+
+
+def test_segment_deepgmm_per_image_and_trained(lgg_folder, tmp_path, capsys):
+    code, _, _ = run(capsys, "segment", "deepgmm", lgg_folder, tmp_path / "per", "--k", "3", "--variant", "deepSVG",
+                     "--device", "cpu", "--profile", "ci")
+    assert code == 0
+    labels = tifffile.imread(tmp_path / "per" / "TCGA_XX_0001_20000101" / "TCGA_XX_0001_20000101_1_labels.tif")
+    assert labels.shape == (48, 48) and set(np.unique(labels)) <= {0, 1, 2, 3} and labels.max() >= 2
+    manifest = json.loads((tmp_path / "per" / "nbutils_run.json").read_text())
+    assert manifest["variant"] == "deepSVG" and manifest["mode"] == "per-image"
+    ckpt = tmp_path / "gmm.pt"
+    code, stdout, _ = run(capsys, "train", "deepgmm", lgg_folder, ckpt, "--k", "3", "--device", "cpu", "--profile", "ci")
+    assert code == 0 and ckpt.exists() and "deepgmm: trained on 2 case(s)" in stdout and "nll=" in stdout
+    code, _, _ = run(capsys, "segment", "deepgmm", lgg_folder, tmp_path / "tr", "--k", "3", "--mode", "trained",
+                     "--checkpoint", ckpt, "--device", "cpu", "--profile", "ci")
+    assert code == 0 and (tmp_path / "tr" / "TCGA_XX_0002_20000101" / "TCGA_XX_0002_20000101_2_lesion.tif").exists()
+    with pytest.raises(SystemExit) as exit_:
+        run(capsys, "segment", "deepgmm", lgg_folder, tmp_path / "x", "--variant", "deepX")
+    assert exit_.value.code == 2 and "invalid choice: 'deepX'" in capsys.readouterr().err

@@ -38,6 +38,35 @@ def test_phantom_flair_contrast():
     assert no_skull.image[~no_skull.brain_mask].max() < 0.05
 
 
+def test_phantom_t1_contrast_and_two_sequence_volumes():
+    p = flair_phantom(0, noise=0.0, bias=0.0)
+    mean = {k: p.t1[(p.tissue == v) & ~p.lesion].mean() for k, v in (("csf", 1), ("gm", 2), ("wm", 3))}
+    # T1: CSF < lesion < GM < WM (lesions are hypointense), the opposite of FLAIR for the lesion
+    assert mean["csf"] < p.t1[p.lesion].mean() < mean["gm"] < mean["wm"]
+    one = datasets.from_phantom(p, 4, 64)
+    both = datasets.from_phantom(p, 4, 64, ("t1", "flair"))
+    assert both.image.shape == (4, 2, 64, 64) and both.flair_channel == 1
+    np.testing.assert_array_equal(both.flair, one.flair)  # FLAIR and its brain mask do not change
+    np.testing.assert_array_equal(both.brain, one.brain)
+    assert np.isclose(both.image[:, 0].max(), 1.0)  # each sequence normalised on its own
+    with pytest.raises(ValueError, match="unknown phantom sequences \\['t2'\\]"):
+        datasets.from_phantom(p, 4, 64, ("flair", "t2"))
+
+
+def test_sequences_of_different_shapes_are_named():
+    with pytest.raises(ValueError, match="sequence 't1' has shape \\(2, 5, 5\\), but 'flair' has \\(2, 4, 4\\)"):
+        datasets.stack_sequences({"flair": np.zeros((2, 4, 4)), "t1": np.zeros((2, 5, 5))})
+    assert datasets.stack_sequences({"a": np.zeros((2, 4, 4)), "b": np.ones((2, 4, 4))}).shape == (2, 2, 4, 4)
+
+
+def test_mni152_volume_has_tissue_labels_and_no_lesion():
+    v = datasets.mni152_volume(6, 64)
+    assert v.image.shape == (6, 1, 64, 64) and v.target is None and v.image.max() == 1.0
+    assert set(np.unique(v.tissue[v.brain])) <= {0, 1, 2, 3} and (v.tissue[~v.brain] == 0).all()
+    means = [v.image[:, 0][v.tissue == k].mean() for k in (1, 2, 3)]
+    assert means[0] < means[1] < means[2]
+
+
 def test_lgg_loader_orders_slices_numerically(tmp_path):
     make_lgg_patient(tmp_path, slices=(10, 2, 1))
     [vol] = lgg.load_lgg(tmp_path)

@@ -70,8 +70,8 @@ def test_regulariser_and_loss_terms():
     model = torch.nn.Conv2d(2, 3, 1)
     batch = {"image": torch.rand(2, 2, 8, 8), "brain": torch.ones(2, 8, 8, dtype=torch.bool)}
     mu_data = torch.rand(3, 2)
-    plain = deepgmm.loss(model, batch, "deepSVG")
-    reg = deepgmm.loss(model, batch, "deepSVG", lam=0.5, mu_data=mu_data)
+    plain = deepgmm.loss(model, batch, "deepSVG", pool=False)
+    reg = deepgmm.loss(model, batch, "deepSVG", lam=0.5, mu_data=mu_data, pool=False)
     assert reg["loss"].item() == pytest.approx(plain["loss"].item() + 0.5 * reg["regulariser"].item(), rel=1e-6)
     _, (_, mu, _) = deepgmm.nll(torch.log_softmax(model(batch["image"]), 1), batch["image"], batch["brain"])
     assert reg["regulariser"].item() == pytest.approx(((mu - mu_data) ** 2).sum((1, 2)).mean().item(), rel=1e-6)
@@ -100,14 +100,75 @@ def test_region_checks():
         deepgmm.check_region(x, np.ones((1, 5, 5), bool), 3, "case7")
 
 
+def two_region_image(seed=0, size=24):
+    rng = np.random.default_rng(seed)
+    truth = np.zeros((size, size), bool)
+    truth[6:16, 4:14] = True
+    image = np.stack([np.where(truth, 0.8, 0.3), np.where(truth, 0.2, 0.6)]) + rng.normal(0, 0.03, (2, size, size))
+    return image.astype(np.float32), truth
+
+
 @pytest.mark.parametrize("variant", deepgmm.VARIANTS)
 def test_per_image_fit_lowers_the_nll_and_separates_two_regions(variant):
-    rng = np.random.default_rng(0)
-    truth = np.zeros((24, 24), bool)
-    truth[6:16, 4:14] = True
-    image = np.stack([np.where(truth, 0.8, 0.3), np.where(truth, 0.2, 0.6)]) + rng.normal(0, 0.03, (2, 24, 24))
-    p, history = deepgmm.fit_image(image.astype(np.float32), np.ones((24, 24), bool), 2, variant, max_epochs=60,
-                                   lr=1e-2, tol=0)
-    assert len(history) == 60 and history[-1] < history[0]
-    labels = p.argmax(0)
+    image, truth = two_region_image()
+    p, history = deepgmm.fit_images(image[None], np.ones((1, 24, 24), bool), 2, variant, max_epochs=60, tol=0)
+    assert p.shape == (1, 2, 24, 24) and len(history) == 60 and history[-1] < history[0]
+    labels = p[0].argmax(0)
     assert max((labels == truth).mean(), (labels != truth).mean()) > 0.95
+
+
+def test_per_image_fit_stops_on_a_plateau():
+    image, _ = two_region_image()
+    _, history = deepgmm.fit_images(image[None], np.ones((1, 24, 24), bool), 2, max_epochs=100, tol=1e9)
+    assert len(history) == deepgmm.PATIENCE + 1  # no improvement of 1e9 over PATIENCE steps
+
+
+def test_pooled_loss_is_one_mixture_over_the_stacked_slices():
+    torch.manual_seed(0)
+    model = deepgmm.build_model(2, 3)
+    x = torch.rand(3, 2, 8, 8)
+    mask = torch.rand(3, 8, 8) > 0.2
+    pooled = deepgmm.loss(model.eval(), {"image": x, "brain": mask}, "deepG", pool=True)["nll"]
+    with torch.no_grad():
+        logits = model(x)
+    # the slices stacked along the height are one image: one M-step, mean over all mask pixels
+    stacked = deepgmm.objective(torch.cat(list(logits), 1)[None], torch.cat(list(x), 1)[None],
+                                torch.cat(list(mask), 0)[None])["nll"]
+    per_slice = deepgmm.loss(model, {"image": x, "brain": mask}, "deepG", pool=False)["nll"]
+    assert torch.allclose(pooled, stacked, atol=1e-5) and not torch.allclose(pooled, per_slice, atol=1e-3)
+
+
+def test_class_means_from_labelled_slices():
+    image = np.random.default_rng(0).uniform(size=(2, 3, 5, 5))
+    labels = np.random.default_rng(1).integers(0, 3, (2, 5, 5))
+    mu = deepgmm.class_means(image, labels, 2)
+    expected = [[image[:, m][labels == c].mean() for m in range(3)] for c in (1, 2)]
+    assert mu.shape == (2, 3) and np.allclose(mu, expected)
+    with pytest.raises(ValueError, match="no pixel of class\\(es\\) \\[3\\]"):
+        deepgmm.class_means(image, labels, 3)
+
+
+def test_trained_mode_fits_resumes_and_predicts_unseen_images(tmp_path):
+    from nbutils.data.datasets import Volume, SliceDataset
+
+    images = [two_region_image(seed) for seed in range(4)]
+    vol = Volume("v", np.stack([i for i, _ in images]), np.ones((4, 24, 24), bool), 0)
+    ckpt = tmp_path / "gmm.pt"
+    first = deepgmm.fit(SliceDataset([vol]), 2, epochs=2, batch_size=2, checkpoint=ckpt, progress=False)
+    result = deepgmm.fit(SliceDataset([vol]), 2, epochs=30, batch_size=2, checkpoint=ckpt, progress=False)
+    assert result.history[:2] == first.history and result.history[-1]["nll"] < result.history[0]["nll"]
+    loaded = deepgmm.load(ckpt)
+    unseen, truth = two_region_image(seed=9)
+    p = deepgmm.predict(loaded, unseen[None])
+    labels = deepgmm.hard_labels(p, unseen[None], np.ones((1, 24, 24), bool))[0]
+    assert p.shape == (1, 2, 24, 24) and set(np.unique(labels)) == {1, 2}
+    assert ((labels == 2) == truth).mean() > 0.95  # label 2: the brighter class on channel 0, the square
+
+
+def test_volume_params_pool_every_slice():
+    log_p, x, mask = random_case(b=3)
+    p = np.exp(log_p).astype(np.float32)
+    pi, mu, var = deepgmm.volume_params(p, x.astype(np.float32), mask)
+    flat = [np.concatenate(list(a), axis=-1)[None] for a in (p, x)]  # slices side by side: one image
+    e_pi, e_mu, e_var = numpy_params(flat[0], flat[1], np.concatenate(list(mask), -1)[None], deepgmm.VAR_FLOOR)
+    assert np.allclose(pi, e_pi[0], atol=1e-6) and np.allclose(mu, e_mu[0], atol=1e-5) and np.allclose(var, e_var[0], atol=1e-5)

@@ -63,16 +63,55 @@ def central_slices(mask: np.ndarray, n: int | None, axis: int = 2, span=(0.2, 0.
     return np.unique(np.round(np.linspace(lo, hi, n)).astype(int))
 
 
-def from_phantom(p: Phantom, slices_per_volume: int | None = None, size: int | None = None) -> Volume:
-    """Axial slices of a phantom subject, optionally a central subset resized to ``size``."""
+PHANTOM_SEQUENCES = ("flair", "t1")
+
+
+def stack_sequences(sequences: dict[str, np.ndarray]) -> np.ndarray:
+    """Sequences of one subject, each (S, H, W), as channels (S, M, H, W) in the dict's order;
+    a ValueError names the two sequences when their shapes differ."""
+    (first, reference), *rest = sequences.items()
+    for name, array in rest:
+        if array.shape != reference.shape:
+            raise ValueError(f"sequence {name!r} has shape {array.shape}, but {first!r} has {reference.shape}")
+    return np.stack(list(sequences.values()), 1)
+
+
+def from_phantom(p: Phantom, slices_per_volume: int | None = None, size: int | None = None,
+                 sequences: tuple[str, ...] = ("flair",)) -> Volume:
+    """Axial slices of a phantom subject, optionally a central subset resized to ``size``.
+
+    ``sequences`` picks and orders the channels (``"flair"``, ``"t1"``), each normalised to [0, 1]
+    on its own; the label-free rule reads FLAIR when it is there, and the brain mask comes from it.
+    """
+    unknown = [s for s in sequences if s not in PHANTOM_SEQUENCES]
+    if unknown or not sequences:
+        raise ValueError(f"unknown phantom sequences {unknown}; choose from {', '.join(PHANTOM_SEQUENCES)}")
     keep = central_slices(p.brain_mask, slices_per_volume)
-    image, lesion, tissue = (to_slices(a)[keep] for a in (p.image, p.lesion, p.tissue))
+    arrays = {"flair": p.image, "t1": p.t1}
+    channels = [to_slices(arrays[s])[keep] for s in sequences]
+    lesion, tissue = (to_slices(a)[keep] for a in (p.lesion, p.tissue))
     if size is not None:
-        image = to_square(image, size, order=1)
+        channels = [to_square(c, size, order=1) for c in channels]
         lesion = to_square(lesion, size, order=0)
         tissue = to_square(tissue, size, order=0)
-    image = normalize(image)
-    return Volume(f"phantom_{p.seed:03d}", image[:, None], brain_mask(image), 0, lesion, tissue)
+    image = stack_sequences({s: normalize(c) for s, c in zip(sequences, channels)})
+    flair_channel = sequences.index("flair") if "flair" in sequences else 0
+    return Volume(f"phantom_{p.seed:03d}", image, brain_mask(image[:, flair_channel]), flair_channel, lesion, tissue)
+
+
+def mni152_volume(slices_per_volume: int | None = None, size: int | None = None) -> Volume:
+    """The MNI152 T1 template as a one-channel volume with its tissue labels (1 CSF, 2 GM, 3 WM) and
+    its own brain mask (the template is skull-stripped by that mask); axial slices as
+    :func:`from_phantom`. There is no lesion: ``target`` is None."""
+    from nbutils.data.mni152 import load_mni152
+
+    mni = load_mni152(2)
+    keep = central_slices(mni.brain_mask, slices_per_volume)
+    t1, brain, tissue = (to_slices(a)[keep] for a in (mni.t1, mni.brain_mask, mni.labels))
+    if size is not None:
+        t1, brain, tissue = to_square(t1, size, order=1), to_square(brain, size, order=0), to_square(tissue, size, order=0)
+    t1 = normalize(np.where(brain, t1, 0))
+    return Volume("mni152_t1", t1[:, None], brain.astype(bool), 0, None, tissue)
 
 
 def from_lgg(v: lgg_io.LGGVolume, size: int | None = None) -> Volume:
@@ -88,13 +127,17 @@ def from_lgg(v: lgg_io.LGGVolume, size: int | None = None) -> Volume:
 
 
 def phantom_volumes(n_subjects: int, slices_per_volume: int | None, size: int | None,
-                    seed: int = 0, cache_dir: str | Path | None = None) -> list[Volume]:
-    """``n_subjects`` phantom volumes (seeds ``seed``, ``seed+1``, ...), cached as .npz when
-    ``cache_dir`` is given (keyed by these parameters)."""
+                    seed: int = 0, cache_dir: str | Path | None = None,
+                    sequences: tuple[str, ...] = ("flair",)) -> list[Volume]:
+    """``n_subjects`` phantom volumes (seeds ``seed``, ``seed+1``, ...) with the channels
+    ``sequences``, cached as .npz when ``cache_dir`` is given (keyed by these parameters)."""
+    sequences = tuple(sequences)
     params = dict(kind="phantom", n=n_subjects, slices=slices_per_volume, size=size, seed=seed, version=1)
+    if sequences != ("flair",):
+        params["sequences"] = list(sequences)
 
     def build() -> dict:
-        vols = [from_phantom(flair_phantom(seed + i), slices_per_volume, size) for i in range(n_subjects)]
+        vols = [from_phantom(flair_phantom(seed + i), slices_per_volume, size, sequences) for i in range(n_subjects)]
         return _stack(vols)
 
     arrays = cached(cache_dir, "phantom", params, build) if cache_dir else build()

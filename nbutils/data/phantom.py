@@ -1,8 +1,9 @@
-"""A FLAIR-like lesion phantom generated from the MNI152 tissue maps (seeded, deterministic).
+"""A FLAIR + T1 lesion phantom generated from the MNI152 tissue maps (seeded, deterministic).
 
 Each seed is a distinct "subject": a small elastic deformation of the tissue maps, intensity
-jitter, random hyperintense white-matter lesions with smooth borders, an optional skull/scalp
-ring, a smooth multiplicative bias field and Rician noise.
+jitter, random white-matter lesions with smooth borders (bright on FLAIR, dark on T1), an
+optional skull/scalp ring, a smooth multiplicative bias field (one coil: shared by both
+sequences) and Rician noise (drawn per sequence).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from nbutils.data.mni152 import load_mni152, tissue_labels
 # FLAIR contrast: CSF dark, GM brighter than WM, lesions bright; the scalp fat is bright
 # and the skull dark, as in real FLAIR that is not skull-stripped.
 FLAIR_INTENSITY = {"csf": 0.08, "gm": 0.55, "wm": 0.42, "lesion": 0.90, "bone": 0.05, "scalp": 0.80}
+# T1 contrast: CSF dark, WM brighter than GM, lesions hypointense (between CSF and GM), scalp fat bright.
+T1_INTENSITY = {"csf": 0.15, "gm": 0.50, "wm": 0.75, "lesion": 0.32, "bone": 0.08, "scalp": 0.90}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +27,7 @@ class Phantom:
     """One phantom subject; arrays (X, Y, Z) in canonical RAS orientation."""
 
     image: np.ndarray  # float32 FLAIR-like intensities, about [0, 1]
+    t1: np.ndarray  # float32 T1-like intensities of the same subject, about [0, 1]
     lesion: np.ndarray  # bool lesion mask
     tissue: np.ndarray  # uint8: 0 background, 1 CSF, 2 GM, 3 WM (tissue under the lesions)
     brain_mask: np.ndarray  # bool
@@ -77,6 +81,21 @@ def _bias_field(rng: np.random.Generator, shape, strength: float) -> np.ndarray:
     return np.exp(strength * poly).astype(np.float32)
 
 
+def _render(level: dict, csf, gm, wm, lesion_soft, depth_mm, field, noise: float, wm_reference: float,
+            rng: np.random.Generator) -> np.ndarray:
+    """One sequence: tissue mixture at ``level`` intensities, lesions, skull ring (where ``depth_mm``
+    outside the brain is <= 10 mm), bias ``field`` and Rician noise of sigma ``noise`` scaled like WM."""
+    image = csf * level["csf"] + gm * level["gm"] + wm * level["wm"]
+    image = (1 - lesion_soft) * image + lesion_soft * level["lesion"]
+    if depth_mm is not None:
+        image = np.where((depth_mm > 0) & (depth_mm <= 4), level["bone"], image)
+        image = np.where((depth_mm > 4) & (depth_mm <= 10), level["scalp"], image)
+    image = image * field
+    sigma = noise * level["wm"] / wm_reference
+    image = np.sqrt((image + sigma * rng.standard_normal(image.shape)) ** 2 + (sigma * rng.standard_normal(image.shape)) ** 2)
+    return image.astype(np.float32)
+
+
 def flair_phantom(
     seed: int = 0,
     *,
@@ -89,7 +108,7 @@ def flair_phantom(
     deformation_mm: float = 3.0,
     intensity_jitter: float = 0.03,
 ) -> Phantom:
-    """Generate one FLAIR lesion phantom subject.
+    """Generate one lesion phantom subject: FLAIR and T1 of the same anatomy and lesions.
 
     Parameters
     ----------
@@ -105,7 +124,7 @@ def flair_phantom(
 
     Returns
     -------
-    Phantom with ``image`` (float32), ``lesion`` (bool), ``tissue`` (uint8), ``brain_mask``
+    Phantom with ``image`` (FLAIR, float32), ``t1`` (float32), ``lesion`` (bool), ``tissue`` (uint8), ``brain_mask``
     (bool), all of shape (99, 117, 95) at 2 mm.
     """
     rng = np.random.default_rng(seed)
@@ -117,22 +136,19 @@ def flair_phantom(
     gm, wm = gm * brain, wm * brain
     csf = np.where(brain, np.clip(1 - gm - wm, 0, 1), 0).astype(np.float32)
     level = {k: v + intensity_jitter * rng.standard_normal() for k, v in FLAIR_INTENSITY.items()}
-
-    image = csf * level["csf"] + gm * level["gm"] + wm * level["wm"]
     lesion_soft = _lesions(
         wm, brain, rng, int(rng.integers(n_lesions[0], n_lesions[1] + 1)),
         (lesion_radius_mm[0] / resolution, lesion_radius_mm[1] / resolution), border=0.12,
     )
-    image = (1 - lesion_soft) * image + lesion_soft * level["lesion"]
-    if skull:
-        depth_mm = ndimage.distance_transform_edt(~brain) * resolution
-        image = np.where((depth_mm > 0) & (depth_mm <= 4), level["bone"], image)
-        image = np.where((depth_mm > 4) & (depth_mm <= 10), level["scalp"], image)
-    image = image * _bias_field(rng, image.shape, bias)
-    sigma = noise * level["wm"] / FLAIR_INTENSITY["wm"]
-    image = np.sqrt((image + sigma * rng.standard_normal(image.shape)) ** 2 + (sigma * rng.standard_normal(image.shape)) ** 2)
+    depth_mm = ndimage.distance_transform_edt(~brain) * resolution if skull else None
+    field = _bias_field(rng, brain.shape, bias)
+    image = _render(level, csf, gm, wm, lesion_soft, depth_mm, field, noise, FLAIR_INTENSITY["wm"], rng)
+    # T1 draws come after every FLAIR draw, so a seed's FLAIR is the same as before T1 existed
+    t1_level = {k: v + intensity_jitter * rng.standard_normal() for k, v in T1_INTENSITY.items()}
+    t1 = _render(t1_level, csf, gm, wm, lesion_soft, depth_mm, field, noise, T1_INTENSITY["wm"], rng)
     return Phantom(
-        image=image.astype(np.float32),
+        image=image,
+        t1=t1,
         lesion=(lesion_soft > 0.5) & brain,
         tissue=tissue_labels(csf, gm, wm, brain),
         brain_mask=brain,

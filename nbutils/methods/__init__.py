@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from nbutils.data.datasets import Volume
-from nbutils.methods import acwe, classical, cuts, dcn
+from nbutils.methods import acwe, classical, cuts, dcn, deepgmm
 
 
 @dataclasses.dataclass
@@ -25,6 +25,8 @@ class SegmentOptions:
     channels: list[int] | None = None  # channels to cluster; None = all
     labels: int = 0  # labelled slices for training (ACWE mode 2); 0 = unsupervised
     stage2: str = "condensation"  # CUTS stage 2: kmeans, spectral or condensation
+    variant: str = "deepG"  # deep GMM: deepG or deepSVG
+    mode: str = "per-image"  # deep GMM: per-image or trained
 
 
 Segmenter = Callable[[Volume, SegmentOptions], np.ndarray]
@@ -40,6 +42,8 @@ METHODS: dict[str, Segmenter] = {
     "acwe": lambda v, o: acwe.segment(v, profile=o.profile, device=o.device, checkpoint=o.checkpoint, seed=o.seed),
     "cuts": lambda v, o: cuts.segment(v, o.k, stage2=o.stage2, profile=o.profile, device=o.device,
                                       checkpoint=o.checkpoint, seed=o.seed),
+    "deepgmm": lambda v, o: deepgmm.segment(v, o.k, variant=o.variant, mode=o.mode, profile=o.profile,
+                                            device=o.device, checkpoint=o.checkpoint, seed=o.seed),
 }
 
 TRAINERS = {
@@ -49,6 +53,8 @@ TRAINERS = {
                                               checkpoint=ckpt, seed=o.seed),
     "cuts": lambda volumes, o, ckpt: cuts.train(volumes, profile=o.profile, device=o.device, checkpoint=ckpt,
                                               seed=o.seed),
+    "deepgmm": lambda volumes, o, ckpt: deepgmm.train(volumes, o.k, variant=o.variant, profile=o.profile,
+                                                    device=o.device, checkpoint=ckpt, seed=o.seed),
 }
 
 

@@ -13,22 +13,38 @@ and the network minimises the negative log-likelihood of the image under the mix
     deepSVG: NLL = -mean_i log sum_k p_ik prod_m N(x_im; mu_km, var_km)   (spatially variant weights)
 
 plus lambda * ||mu_data - mu(p)||^2 when class means from a few labelled slices are given.
-Everything is computed in log space (logsumexp). The EM baselines fit the same two models to the
-same pixels: scikit-learn's GaussianMixture (diagonal) and :func:`em_svgmm`.
+Everything is computed in log space (logsumexp). Two modes: per image (:func:`fit_images`, a fresh
+network fitted to one volume's slices, the mixture over all of the volume's brain pixels) and
+trained on many images (:func:`fit`, one mixture per batch of slices), then applied to unseen ones
+(:func:`predict`). The EM baselines fit the same two models to the same pixels: scikit-learn's
+GaussianMixture (diagonal) and :func:`em_svgmm`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
+import warnings
 
 import numpy as np
 import torch
 from scipy.special import logsumexp
 from sklearn.mixture import GaussianMixture
 from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from nbutils import config, metrics
+from nbutils.data.datasets import SliceDataset, Volume, at_size, square_volume
+from nbutils.models import UNetEncoder
+from nbutils.runtime import batched
+from nbutils.train import fit as train_fit
+from nbutils.train import load_checkpoint
 
 LOG_2PI = math.log(2 * math.pi)
 VARIANTS = ("deepG", "deepSVG")
+MODES = ("per-image", "trained")
+PATIENCE = 30  # steps over which the per-image NLL must improve by at least tol (plateaus last 20-30)
 VAR_FLOOR = 1e-6  # added to every variance (intensities in [0, 1])
 
 
@@ -80,12 +96,12 @@ def mean_regulariser(mu: torch.Tensor, mu_data: torch.Tensor) -> torch.Tensor:
     return (mu - mu_data.to(mu)).square().sum((1, 2)).mean()
 
 
-def loss(model: torch.nn.Module, batch: dict, variant: str = "deepG", lam: float = 0.0,
-         mu_data: torch.Tensor | None = None) -> dict:
-    """NLL (+ lam * r(mu) when ``mu_data`` (K, M) is given) of a batch ``{"image", "brain"}``."""
-    x = batch["image"].float()
-    log_p = F.log_softmax(model(x).float(), dim=1)
-    value, (_, mu, _) = nll(log_p, x, batch.get("brain"), variant)
+def objective(logits: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None, variant: str = "deepG",
+              lam: float = 0.0, mu_data: torch.Tensor | None = None) -> dict:
+    """NLL of images x (B, M, H, W) under the M-step of ``softmax(logits)`` (B, K, H, W), plus
+    lam * r(mu) when ``mu_data`` (K, M) is given: ``{"loss", "nll"[, "regulariser"]}``."""
+    log_p = F.log_softmax(logits.float(), dim=1)
+    value, (_, mu, _) = nll(log_p, x.float(), mask, variant)
     terms = {"nll": value}
     if mu_data is not None and lam > 0:
         terms["regulariser"] = mean_regulariser(mu, mu_data)
@@ -93,11 +109,27 @@ def loss(model: torch.nn.Module, batch: dict, variant: str = "deepG", lam: float
     return {"loss": value, **terms}
 
 
+def _one_image(t: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (1, C, B*H, W): a stack of slices as one image, so the M-step pools them."""
+    return t.transpose(0, 1).reshape(1, t.shape[1], -1, t.shape[-1])
+
+
+def loss(model: torch.nn.Module, batch: dict, variant: str = "deepG", lam: float = 0.0,
+         mu_data: torch.Tensor | None = None, pool: bool = True) -> dict:
+    """:func:`objective` of a batch ``{"image", "brain"}``: one mixture over all the batch's slices
+    (``pool``, the default: a class keeps one meaning across slices, also in slices without a
+    lesion), or one per slice (the paper's per-image M-step)."""
+    x = batch["image"].float()
+    logits, mask = model(x), batch.get("brain")
+    if pool:
+        logits, x = _one_image(logits), _one_image(x)
+        mask = None if mask is None else _one_image(mask[:, None])[:, 0]
+    return objective(logits, x, mask, variant, lam, mu_data)
+
+
 def check_region(x: np.ndarray, mask: np.ndarray, k: int, name: str = "image") -> None:
     """ValueError when the region holds fewer pixels than classes; a warning for each constant
     sequence (its variance is the floor, so its Gaussians are spikes)."""
-    import warnings
-
     n = int(mask.sum())
     if n < k:
         raise ValueError(f"{name}: the region mask holds {n} pixel(s), fewer than the {k} classes")
@@ -151,38 +183,189 @@ def em_svgmm(x: np.ndarray, k: int, *, means_init: np.ndarray | None = None, max
     return np.exp(log_w), mu, var, history
 
 
-def build_model(in_channels: int, k: int, widths=(16, 32, 64)) -> torch.nn.Module:
+def class_means(image: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """mu_data (K, M): the mean of each sequence over the pixels of class 1..K in ``labels`` (S, H, W)
+    of labelled slices ``image`` (S, M, H, W); the regulariser's target. A class with no pixel is
+    a ValueError."""
+    values = np.moveaxis(image, 1, -1)
+    missing = [c for c in range(1, k + 1) if not (labels == c).any()]
+    if missing:
+        raise ValueError(f"the labelled slices hold no pixel of class(es) {missing}")
+    return np.stack([values[labels == c].mean(0) for c in range(1, k + 1)]).astype(np.float32)
+
+
+def build_model(in_channels: int, k: int, widths=(8, 16, 32)) -> torch.nn.Module:
     """The deep GMM network: a U-Net with InstanceNorm and LeakyReLU, K logits per pixel."""
-    from nbutils.models import UNetEncoder
+    model = UNetEncoder(in_channels, k, tuple(widths), noise=0.0, norm="instance", activation="leaky")
+    model.config = dict(in_channels=in_channels, k=k, widths=list(widths))
+    return model
 
-    return UNetEncoder(in_channels, k, tuple(widths), noise=0.0, norm="instance", activation="leaky")
 
+def fit_images(images: np.ndarray, masks: np.ndarray, k: int, variant: str = "deepG", *, tol: float = 1e-3,
+               max_epochs: int = 200, lr: float = 1e-2, lam: float = 0.0, mu_data: np.ndarray | None = None,
+               device="cpu", seed: int = 0, progress: bool = False) -> tuple[np.ndarray, list[float]]:
+    """Per-image mode: a fresh network fitted to ``images`` (S, M, H, W) inside ``masks`` (S, H, W)
+    until the NLL per pixel has improved by less than ``tol`` over the last :data:`PATIENCE` steps
+    (Adam's steps are noisy: a change between two steps alone stops on the first plateau), or
+    ``max_epochs`` steps.
 
-def fit_image(image: np.ndarray, mask: np.ndarray, k: int, variant: str = "deepG", *, tol: float = 1e-3,
-              max_epochs: int = 200, lr: float = 1e-3, lam: float = 0.0, mu_data: np.ndarray | None = None,
-              device="cpu", seed: int = 0) -> tuple[np.ndarray, list[float]]:
-    """Per-image mode: a fresh network fitted to one image (C, H, W) inside ``mask`` (H, W) until the
-    NLL changes by less than ``tol`` between steps or ``max_epochs`` steps have run.
-
-    Returns the class probabilities (K, H, W) and the NLL per step.
+    The S slices are one image (a volume): one mixture over all their mask pixels, one network
+    step per pass over them. S = 1 is the paper's per-image mode on a 2D image. ``mu_data`` (K, M)
+    with ``lam`` > 0 adds the regulariser. Returns the class probabilities (S, K, H, W) float32 and
+    the NLL per step.
     """
-    check_region(image[None], mask[None], k)
+    check_region(images, masks, k)
     torch.manual_seed(seed)
     device = torch.device(device)
-    model = build_model(image.shape[0], k).to(device)
+    model = build_model(images.shape[1], k).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    batch = {"image": torch.from_numpy(image[None]).float().to(device), "brain": torch.from_numpy(mask[None]).to(device)}
+    x = torch.from_numpy(np.ascontiguousarray(images)).float().to(device)
+    batch = {"image": x, "brain": torch.from_numpy(masks).to(device)}
     target = None if mu_data is None else torch.as_tensor(mu_data, dtype=torch.float32, device=device)
     history: list[float] = []
     model.train()
-    for _ in range(max_epochs):
+    for _ in tqdm(range(max_epochs), desc=f"{variant} per image", disable=not progress, leave=False):
         terms = loss(model, batch, variant, lam, target)
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         optimizer.step()
         history.append(float(terms["nll"].detach()))
-        if len(history) > 1 and abs(history[-2] - history[-1]) < tol:
+        if not math.isfinite(history[-1]):
+            raise FloatingPointError(f"{variant}: the NLL became {history[-1]} at step {len(history)}")
+        if len(history) > PATIENCE and history[-PATIENCE - 1] - min(history[-PATIENCE:]) < tol:
             break
+    model.eval()
     with torch.no_grad():
-        p = torch.softmax(model(batch["image"]).float(), 1)[0]
-    return p.cpu().numpy(), history
+        p = torch.cat([torch.softmax(out.float(), 1).cpu() for out in batched(model, images)])
+    return p.numpy(), history
+
+
+def volume_params(p: np.ndarray, image: np.ndarray, brain: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The M-step of probabilities p (S, K, H, W) over all of a volume's ``brain`` pixels (S, H, W)
+    of ``image`` (S, M, H, W): pi (K,), mu (K, M), var (K, M) as NumPy arrays."""
+    batch = [_one_image(torch.from_numpy(a)) for a in (p, image, brain[:, None])]
+    pi, mu, var = m_step(batch[0].float(), batch[1].float(), batch[2][:, 0])
+    return pi[0].numpy(), mu[0].numpy(), var[0].numpy()
+
+
+def hard_labels(p: np.ndarray, image: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    """Labels (S, H, W) from class probabilities (S, K, H, W): argmax inside ``brain``, renumbered
+    1.. by increasing mean of channel 0 of ``image`` (S, M, H, W) (label-free naming), 0 outside."""
+    return metrics.labels_by_brightness(p.argmax(1)[brain], np.moveaxis(image, 1, -1)[brain], brain)
+
+
+METHOD_NAMES = ("deepG", "deepSVG", "EM-GMM", "EM-SVGMM")
+
+
+@dataclasses.dataclass
+class MixtureFit:
+    """One method's mixture fitted to one volume."""
+
+    labels: np.ndarray  # (S, H, W) 1..K by increasing mean of channel 0, 0 outside the brain
+    pi: np.ndarray  # (K,) mixture weights (the spatially variant models: the mean weight per class)
+    mu: np.ndarray  # (K, M)
+    var: np.ndarray  # (K, M)
+    history: list[float]  # NLL per pixel per step or iteration (EM-GMM: the final value only)
+    steps: int  # network steps or EM iterations
+    seconds: float
+
+
+def fit_volume(volume: Volume, k: int, method: str = "deepG", *, tol: float = 1e-3, max_epochs: int = 200,
+               lam: float = 0.0, mu_data: np.ndarray | None = None, device="cpu", seed: int = 0,
+               progress: bool = False) -> MixtureFit:
+    """One of :data:`METHOD_NAMES` fitted to one volume's brain pixels, timed (deep methods: per-image
+    mode on ``device``; EM on the CPU, ``mu_data`` as its start). The NLLs of deepG and EM-GMM are
+    of the same model, and those of deepSVG and EM-SVGMM."""
+    import time
+
+    if method not in METHOD_NAMES:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHOD_NAMES)}")
+    start = time.perf_counter()
+    if method in VARIANTS:
+        p, history = fit_images(volume.image, volume.brain, k, method, tol=tol, max_epochs=max_epochs, lam=lam,
+                                mu_data=mu_data, device=device, seed=seed, progress=progress)
+        labels = hard_labels(p, volume.image, volume.brain)
+        pi, mu, var = volume_params(p, volume.image, volume.brain)
+        return MixtureFit(labels, pi, mu, var, history, len(history), time.perf_counter() - start)
+    check_region(volume.image, volume.brain, k, volume.name)
+    x = np.moveaxis(volume.image, 1, -1)[volume.brain]
+    if method == "EM-GMM":
+        ids, value, gmm = em_gmm(x, k, mu_data, seed=seed, max_iter=max_epochs, tol=tol)
+        pi, mu, var, history, steps = gmm.weights_, gmm.means_, gmm.covariances_, [value], gmm.n_iter_
+    else:
+        gamma, mu, var, history = em_svgmm(x, k, means_init=mu_data, max_iter=max_epochs, tol=tol, seed=seed)
+        ids, pi, steps = gamma.argmax(1), gamma.mean(0), len(history)
+    seconds = time.perf_counter() - start
+    return MixtureFit(metrics.labels_by_brightness(ids, x, volume.brain), pi, mu, var, history, steps, seconds)
+
+
+@dataclasses.dataclass
+class GMMResult:
+    model: torch.nn.Module
+    history: list[dict]  # per epoch: loss, nll (and regulariser)
+    variant: str
+
+
+def fit(dataset: SliceDataset, k: int, variant: str = "deepG", *, lam: float = 0.0, mu_data: np.ndarray | None = None,
+        pool: bool = True, epochs: int = 30, batch_size: int = 8, lr: float = 1e-2, device="cpu",
+        checkpoint: str | os.PathLike | None = None, resume: bool = True, seed: int = 0,
+        progress: bool = True) -> GMMResult:
+    """Trained mode: one network trained on the slices of many volumes (one mixture per batch with
+    ``pool``, else per slice; see :func:`loss`) through the shared loop (checkpoint every epoch,
+    resumable); apply it to unseen slices with :func:`predict`."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    torch.manual_seed(seed)
+    model = build_model(dataset.image.shape[1], k)
+    target = None if mu_data is None else torch.as_tensor(mu_data, dtype=torch.float32)
+    rows = train_fit(model, lambda m, batch: loss(m, batch, variant, lam, target, pool), dataset, epochs=epochs,
+                     batch_size=batch_size, lr=lr, device=device, checkpoint=checkpoint, resume=resume,
+                     method="deepgmm", seed=seed, progress=progress, extra=dict(config=model.config, variant=variant))
+    return GMMResult(model.eval(), rows, variant)
+
+
+def load(path: str | os.PathLike, device="cpu") -> GMMResult:
+    """A trained deep GMM from its checkpoint (``weights_only``; InputError if it is another method's)."""
+    state = load_checkpoint(path, "deepgmm")
+    model = build_model(**state["config"])
+    model.load_state_dict(state["model"])
+    return GMMResult(model.to(device).eval(), list(state["history"]), str(state["variant"]))
+
+
+@torch.no_grad()
+def predict(result: GMMResult, image: np.ndarray, batch_size: int = 8) -> np.ndarray:
+    """Class probabilities (S, K, H, W) float32 of slices (S, M, H, W) from a trained network."""
+    return torch.cat([torch.softmax(out.float(), 1).cpu() for out in batched(result.model, image, batch_size)]).numpy()
+
+
+def train(volumes: list[Volume], k: int = 4, *, variant: str = "deepG", profile: str = "ci", device="cpu",
+          checkpoint: str | os.PathLike | None = None, seed: int = 0, progress: bool = True) -> GMMResult:
+    """Trained mode on volumes at the profile's image size, ``gmm_epochs`` epochs (resumable)."""
+    settings = config.PROFILES[profile]
+    dataset = SliceDataset([square_volume(v, settings["image_size"]) for v in volumes])
+    return fit(dataset, k, variant, epochs=settings["gmm_epochs"], batch_size=settings["batch_size"], device=device,
+               checkpoint=checkpoint, seed=seed, progress=progress)
+
+
+def segment(volume: Volume, k: int = 4, *, variant: str = "deepG", mode: str = "per-image", profile: str = "ci",
+            device="cpu", checkpoint=None, seed: int = 0, progress: bool = True) -> np.ndarray:
+    """Labels (S, H, W) (1..K inside the brain, by intensity order) for one volume at the profile's
+    image size, mapped back. ``per-image``: a fresh network fitted to the volume (tol 1e-3, at most
+    ``gmm_steps`` steps). ``trained`` (implied by a ``checkpoint``): the network of ``checkpoint``,
+    or one trained on the volume."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    settings = config.PROFILES[profile]
+    if mode == "per-image" and not checkpoint:
+
+        def labeller(v: Volume) -> np.ndarray:
+            p, _ = fit_images(v.image, v.brain, k, variant, max_epochs=settings["gmm_steps"], device=device,
+                              seed=seed, progress=progress)
+            return hard_labels(p, v.image, v.brain)
+    else:
+        result = load(checkpoint, device) if checkpoint else train([volume], k, variant=variant, profile=profile,
+                                                                   device=device, seed=seed, progress=progress)
+
+        def labeller(v: Volume) -> np.ndarray:
+            return hard_labels(predict(result, v.image), v.image, v.brain)
+    return at_size(volume, settings["image_size"], labeller)
