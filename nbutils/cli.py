@@ -7,6 +7,7 @@
     python -m nbutils train METHOD INPUT CHECKPOINT [--k K] [--labels N] [--variant ...] [--profile ...] [--device ...]
                             [--seed N]
     python -m nbutils evaluate PRED GT [--json FILE]
+    python -m nbutils compare INPUT|phantom [--methods kmeans,dcn,...] [--subjects N] [--json FILE] [--k K] [...]
 
 A user's mistake prints one line ``error: <file>: <problem>`` and exits with code 2.
 """
@@ -16,17 +17,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from tqdm.auto import tqdm
 
-from nbutils import config, methods, metrics
+from nbutils import comparison, config, methods, metrics
 from nbutils.data import cases as cases_io
 from nbutils.data import images as image_io
 from nbutils.data import lgg as lgg_io
 from nbutils.data import nifti as nifti_io
+from nbutils.data.datasets import phantom_volumes
 from nbutils.data.io import write_json
 from nbutils.methods import cuts, deepgmm
 from nbutils.errors import InputError
@@ -56,6 +60,9 @@ def cmd_segment(args) -> int:
     channels = args.channels.split(",") if args.channels else None
     if args.checkpoint:
         load_checkpoint(args.checkpoint, args.method)  # a wrong checkpoint fails before anything is written
+    elif args.method in methods.SUPERVISED:
+        raise ValueError(f"{args.method} is supervised: train it first (python -m nbutils train {args.method} "
+                         "INPUT CKPT) and pass --checkpoint")
     cases = cases_io.load_cases(args.input, channels)
     out = Path(args.output)
     run = dict(method=args.method, input=str(Path(args.input).resolve()), k=args.k, seed=args.seed,
@@ -182,6 +189,33 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    cfg = config.load(args.profile, args.device, verbose=False)
+    chosen = comparison.entries(args.methods.split(",") if args.methods else None)
+    start = time.perf_counter()
+    if args.input == "phantom":
+        volumes = phantom_volumes(args.subjects or cfg.n_subjects, cfg.slices_per_volume, cfg.image_size,
+                                  seed=args.seed, cache_dir=cfg.cache_dir)
+    else:
+        volumes = [c.volume for c in cases_io.load_cases(args.input)]
+        missing = [v.name for v in volumes if v.target is None]
+        if missing:
+            raise InputError(args.input, f"compare needs ground truth, and {len(missing)} case(s) have none "
+                                         f"(e.g. {missing[0]})")
+    opts = methods.SegmentOptions(k=args.k, seed=args.seed, device=str(cfg.device), profile=cfg.profile)
+    scores = comparison.compare(volumes, chosen, opts, largest_cc=not (args.all_components or args.input == "phantom"))
+    result = comparison.table(scores, str(cfg.device))
+    seconds = time.perf_counter() - start
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(result.drop(columns="device").round(3).to_string())
+    print(f"{len(volumes)} volume(s), profile {cfg.profile}, device {cfg.device}, wall time {seconds:.0f} s")
+    if args.json:
+        write_json(Path(args.json), dict(input=args.input, profile=cfg.profile, device=str(cfg.device), k=args.k,
+                                         wall_seconds=seconds, table=result.reset_index().to_dict("records"),
+                                         rows=scores.to_dict("records")))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m nbutils", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -218,6 +252,17 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--channels", default=None)
     tr.set_defaults(func=cmd_train)
+    cp = sub.add_parser("compare", help="every method on the same INPUT (with ground truth): one table")
+    cp.add_argument("input", help="as for segment (with masks), or 'phantom' for the embedded phantom subjects")
+    cp.add_argument("--methods", default=None, help="comma-separated methods (default: every one), e.g. kmeans,dcn,unet")
+    cp.add_argument("--subjects", type=int, default=None, help="phantom subjects (default: the profile's)")
+    cp.add_argument("--k", type=int, default=4)
+    cp.add_argument("--profile", choices=sorted(config.PROFILES), default=None)
+    cp.add_argument("--device", default="auto")
+    cp.add_argument("--seed", type=int, default=0)
+    cp.add_argument("--all-components", action="store_true", help="keep every piece of the lesion (the phantom always does)")
+    cp.add_argument("--json", default=None, help="also write the table and the per-volume rows to this JSON file")
+    cp.set_defaults(func=cmd_compare)
     ev = sub.add_parser("evaluate", help="score a segment OUTPUT against ground truth")
     ev.add_argument("pred")
     ev.add_argument("gt")

@@ -18,10 +18,10 @@ from nbutils.runtime import choose_device
 PROFILES = {
     "ci": dict(image_size=128, n_subjects=3, slices_per_volume=8, epochs=3, pretrain_epochs=15, batch_size=8,
                acwe_epochs=30, cuts_epochs=10, cuts_points=2048,
-               gmm_steps=100, gmm_epochs=20),
+               gmm_steps=100, gmm_epochs=20, unet_epochs=10),
     "full": dict(image_size=256, n_subjects=10, slices_per_volume=24, epochs=20, pretrain_epochs=100, batch_size=16,
                  acwe_epochs=100, cuts_epochs=50, cuts_points=4096,
-                 gmm_steps=200, gmm_epochs=100),
+                 gmm_steps=200, gmm_epochs=100, unet_epochs=50),
 }
 
 
@@ -42,6 +42,7 @@ class Config:
     cuts_points: int  # CUTS stage 2: points are coarse-grained to at most this many
     gmm_steps: int  # deep GMM per-image mode: most steps per image (the paper's default 200)
     gmm_epochs: int  # deep GMM trained mode: epochs over the training slices
+    unet_epochs: int  # supervised reference U-Net
     k: int = 4  # clusters
     seed: int = 0
     lgg_path: Path | None = None  # a kaggle_3m-layout folder, when the user gives one

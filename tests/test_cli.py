@@ -222,3 +222,34 @@ def test_segment_deepgmm_per_image_and_trained(lgg_folder, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         run(capsys, "segment", "deepgmm", lgg_folder, tmp_path / "x", "--variant", "deepX")
     assert exit_.value.code == 2 and "invalid choice: 'deepX'" in capsys.readouterr().err
+
+
+def test_train_unet_then_segment_with_checkpoint(lgg_folder, tmp_path, capsys):
+    ckpt = tmp_path / "unet.pt"
+    code, stdout, _ = run(capsys, "train", "unet", lgg_folder, ckpt, "--device", "cpu", "--profile", "ci")
+    assert code == 0 and ckpt.exists() and "unet: trained on 2 case(s)" in stdout
+    code, _, _ = run(capsys, "segment", "unet", lgg_folder, tmp_path / "out", "--checkpoint", ckpt, "--device", "cpu",
+                     "--profile", "ci")
+    labels = tifffile.imread(tmp_path / "out" / "TCGA_XX_0001_20000101" / "TCGA_XX_0001_20000101_1_labels.tif")
+    assert code == 0 and labels.shape == (48, 48) and set(np.unique(labels)) <= {0, 1, 2}
+    code, _, err = run(capsys, "segment", "unet", lgg_folder, tmp_path / "none", "--device", "cpu")
+    assert code == 2 and "unet is supervised: train it first" in err and not (tmp_path / "none").exists()
+
+
+def test_compare_writes_one_table_with_both_modes(lgg_folder, tmp_path, capsys):
+    out = tmp_path / "cmp.json"
+    code, stdout, _ = run(capsys, "compare", lgg_folder, "--methods", "kmeans,otsu,unet", "--device", "cpu",
+                          "--profile", "ci", "--json", out)
+    assert code == 0 and "k-means" in stdout and "U-Net (supervised)" in stdout and "wall time" in stdout
+    result = json.loads(out.read_text())
+    table = {r["method"]: r for r in result["table"]}
+    assert set(table) == {"k-means", "Otsu", "U-Net (supervised)"} and result["device"] == "cpu"
+    assert table["k-means"]["volumes"] == 2 and table["U-Net (supervised)"]["volumes"] == 1  # patient-wise split
+    assert {r["split"] for r in result["rows"] if r["method"] == "U-Net (supervised)"} == {"test"}
+    assert all(0 <= r["dice_label_free"] <= 1 and 0 <= r["dice_oracle"] <= 1 for r in result["rows"])
+    code, _, err = run(capsys, "compare", lgg_folder, "--methods", "kmeans,magic")
+    assert code == 2 and "unknown method(s) magic" in err
+    for mask in lgg_folder.rglob("*_mask.tif"):
+        mask.unlink()
+    code, _, err = run(capsys, "compare", lgg_folder, "--methods", "kmeans")
+    assert code == 2 and "compare needs ground truth" in err

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from nbutils.data.datasets import Volume
-from nbutils.methods import acwe, classical, cuts, dcn, deepgmm
+from nbutils.methods import acwe, classical, cuts, dcn, deepgmm, supervised
 
 
 @dataclasses.dataclass
@@ -44,7 +44,10 @@ METHODS: dict[str, Segmenter] = {
                                       checkpoint=o.checkpoint, seed=o.seed),
     "deepgmm": lambda v, o: deepgmm.segment(v, o.k, variant=o.variant, mode=o.mode, profile=o.profile,
                                             device=o.device, checkpoint=o.checkpoint, seed=o.seed),
+    "unet": lambda v, o: supervised.segment(v, profile=o.profile, device=o.device, checkpoint=o.checkpoint),
 }
+
+SUPERVISED = {"unet"}  # trained on labels: segment needs a checkpoint
 
 TRAINERS = {
     "dcn": lambda volumes, o, ckpt: dcn.train(volumes, o.k, profile=o.profile, device=o.device, checkpoint=ckpt,
@@ -55,6 +58,8 @@ TRAINERS = {
                                               seed=o.seed),
     "deepgmm": lambda volumes, o, ckpt: deepgmm.train(volumes, o.k, variant=o.variant, profile=o.profile,
                                                     device=o.device, checkpoint=ckpt, seed=o.seed),
+    "unet": lambda volumes, o, ckpt: supervised.train(volumes, profile=o.profile, device=o.device, checkpoint=ckpt,
+                                                      seed=o.seed),
 }
 
 

@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+
+from nbutils import comparison, methods
+from nbutils.data.datasets import Volume
+
+
+def blob_volumes(n=3, size=32):
+    vols = []
+    for i in range(n):
+        rng = np.random.default_rng(i)
+        yy, xx = np.mgrid[:size, :size]
+        target = np.stack([np.hypot(yy - 12 - i, xx - 14) < 4] * 2)
+        brain = np.stack([np.hypot(yy - 16, xx - 16) < 13] * 2)
+        image = (0.2 * brain + 0.5 * target + rng.normal(0, 0.02, target.shape)).astype(np.float32)[:, None]
+        vols.append(Volume(f"v{i}", image, brain, 0, target))
+    return vols
+
+
+def test_entries_select_by_name_or_method():
+    assert [e.name for e in comparison.entries(["cuts"])] == ["CUTS + k-means", "CUTS + spectral",
+                                                               "CUTS + condensation"]
+    assert [e.name for e in comparison.entries(["k-means", "unet"])] == ["k-means", "U-Net (supervised)"]
+    assert len(comparison.entries(None)) == len(comparison.ENTRIES)
+    with pytest.raises(ValueError, match="unknown method\\(s\\) nope"):
+        comparison.entries(["nope"])
+
+
+def test_a_trained_method_trains_once_for_all_its_entries_and_shares_the_time(monkeypatch):
+    calls = []
+
+    def fake_train(volumes, opts, ckpt):
+        calls.append((len(volumes), opts.stage2, ckpt))
+
+    def fake_segment(v, opts):
+        assert opts.checkpoint == calls[0][2]
+        return np.where(v.image[:, 0] > 0.5, 2, 1) * v.brain
+
+    monkeypatch.setitem(methods.TRAINERS, "cuts", fake_train)
+    monkeypatch.setitem(methods.METHODS, "cuts", fake_segment)
+    seen = []
+    scores = comparison.compare(blob_volumes(), comparison.entries(["cuts"]), progress=False,
+                                callback=lambda name, v, labels, lesion: seen.append((name, v.name, lesion.sum())))
+    assert len(calls) == 1 and calls[0][0] == 3  # one training on all volumes for the three stage-2 entries
+    assert len(scores) == 9 and len(seen) == 9 and (scores["dice_label_free"] > 0.95).all()
+    assert (scores["dice_oracle"] > 0.95).all() and set(scores["split"]) == {"all"}
+    table = comparison.table(scores, "cpu")
+    assert list(table.index) == ["CUTS + k-means", "CUTS + spectral", "CUTS + condensation"]
+    assert (table["volumes"] == 3).all() and (table["device"] == "cpu").all()
+
+
+def test_compare_needs_ground_truth():
+    v = blob_volumes(1)[0]
+    with pytest.raises(ValueError, match="needs ground-truth lesion masks"):
+        comparison.compare([Volume("x", v.image, v.brain, 0)], comparison.entries(["kmeans"]), progress=False)
