@@ -114,13 +114,13 @@ def _supervised_rows(entry: Entry, volumes: list[Volume], opts, work: Path, test
     """Train the supervised reference on a patient-wise split and score it on the held-out volumes."""
     train_names, test_names = supervised.patient_split([v.name for v in volumes], test_fraction, opts.seed)
     start = time.perf_counter()
-    supervised.train([v for v in volumes if v.name in train_names], profile=opts.profile,
+    result = supervised.train([v for v in volumes if v.name in train_names], profile=opts.profile,
                               device=opts.device, checkpoint=work / "unet.pt", seed=opts.seed, progress=progress)
     share = (time.perf_counter() - start) / len(test_names)
     rows = []
     for v in (v for v in volumes if v.name in test_names):
         start = time.perf_counter()
-        labels = supervised.segment(v, profile=opts.profile, device=opts.device, checkpoint=work / "unet.pt")
+        labels = supervised.labels(result, v, opts.profile)
         lesion = largest_component(labels == 2) if largest_cc else labels == 2
         rows.append(dict(method=entry.name, volume=v.name, split="test", seconds=time.perf_counter() - start + share,
                          **_scores(labels, lesion, v)))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import time
 import warnings
 
 import numpy as np
@@ -234,10 +235,13 @@ def fit_images(images: np.ndarray, masks: np.ndarray, k: int, variant: str = "de
             raise FloatingPointError(f"{variant}: the NLL became {history[-1]} at step {len(history)}")
         if len(history) > PATIENCE and history[-PATIENCE - 1] - min(history[-PATIENCE:]) < tol:
             break
-    model.eval()
-    with torch.no_grad():
-        p = torch.cat([torch.softmax(out.float(), 1).cpu() for out in batched(model, images)])
-    return p.numpy(), history
+    return probabilities(model, images), history
+
+
+@torch.no_grad()
+def probabilities(model: torch.nn.Module, image: np.ndarray, batch_size: int = 8) -> np.ndarray:
+    """softmax(model) (S, K, H, W) float32 of slices (S, M, H, W), the model in eval mode."""
+    return torch.cat([torch.softmax(out.float(), 1).cpu() for out in batched(model, image, batch_size)]).numpy()
 
 
 def volume_params(p: np.ndarray, image: np.ndarray, brain: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -276,8 +280,6 @@ def fit_volume(volume: Volume, k: int, method: str = "deepG", *, tol: float = 1e
     """One of :data:`METHOD_NAMES` fitted to one volume's brain pixels, timed (deep methods: per-image
     mode on ``device``; EM on the CPU, ``mu_data`` as its start). The NLLs of deepG and EM-GMM are
     of the same model, and those of deepSVG and EM-SVGMM."""
-    import time
-
     if method not in METHOD_NAMES:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHOD_NAMES)}")
     start = time.perf_counter()
@@ -332,10 +334,9 @@ def load(path: str | os.PathLike, device="cpu") -> GMMResult:
     return GMMResult(model.to(device).eval(), list(state["history"]), str(state["variant"]))
 
 
-@torch.no_grad()
 def predict(result: GMMResult, image: np.ndarray, batch_size: int = 8) -> np.ndarray:
     """Class probabilities (S, K, H, W) float32 of slices (S, M, H, W) from a trained network."""
-    return torch.cat([torch.softmax(out.float(), 1).cpu() for out in batched(result.model, image, batch_size)]).numpy()
+    return probabilities(result.model, image, batch_size)
 
 
 def train(volumes: list[Volume], k: int = 4, *, variant: str = "deepG", profile: str = "ci", device="cpu",

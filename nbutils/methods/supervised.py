@@ -19,9 +19,8 @@ import torch
 from nbutils import config
 from nbutils.data.datasets import SliceDataset, Volume, at_size, square_volume
 from nbutils.data.preprocessing import largest_component
-from nbutils.methods.acwe import dice_loss
+from nbutils.methods import acwe
 from nbutils.models import UNetEncoder
-from nbutils.runtime import batched
 from nbutils.train import fit as train_fit
 from nbutils.train import load_checkpoint
 
@@ -67,7 +66,7 @@ def fit(dataset: SliceDataset, *, epochs: int = 30, batch_size: int = 8, lr: flo
     model = build_model(dataset.image.shape[1])
 
     def step(m, batch):
-        return {"loss": dice_loss(torch.sigmoid(m(batch["image"]).float())[:, 0], batch["target"])}
+        return {"loss": acwe.dice_loss(torch.sigmoid(m(batch["image"]).float())[:, 0], batch["target"])}
 
     rows = train_fit(model, step, dataset, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
                      checkpoint=checkpoint, resume=resume, method="unet", seed=seed, progress=progress,
@@ -83,16 +82,10 @@ def load(path: str | os.PathLike, device="cpu") -> UNetResult:
     return UNetResult(model.to(device).eval(), list(state["history"]))
 
 
-@torch.no_grad()
-def probabilities(result: UNetResult, image: np.ndarray, batch_size: int = 8) -> np.ndarray:
-    """Lesion probability (S, H, W) float32 of slices (S, C, H, W)."""
-    return torch.cat([torch.sigmoid(out.float())[:, 0].cpu() for out in batched(result.model, image, batch_size)]).numpy()
-
-
 def predict(result: UNetResult, image: np.ndarray, largest_cc: bool = False) -> np.ndarray:
     """Lesion mask (S, H, W) bool of one volume's slices: probability > 0.5, optionally its largest
     3D connected component (the paper's post-processing)."""
-    lesion = probabilities(result, image) > 0.5
+    lesion = acwe.probabilities(result.model, image) > 0.5
     return largest_component(lesion) if largest_cc else lesion
 
 
@@ -112,6 +105,11 @@ def segment(volume: Volume, *, profile: str = "ci", device="cpu", checkpoint=Non
     if not checkpoint:
         raise ValueError("unet is supervised: train it first (python -m nbutils train unet INPUT CKPT) "
                          "and pass --checkpoint")
-    result = load(checkpoint, device)
+    return labels(load(checkpoint, device), volume, profile)
+
+
+def labels(result: UNetResult, volume: Volume, profile: str = "ci") -> np.ndarray:
+    """Labels (S, H, W) of one volume from a trained network, at the profile's image size, mapped
+    back: 2 lesion, 1 other brain, 0 outside."""
     return at_size(volume, config.PROFILES[profile]["image_size"],
                    lambda v: np.where(predict(result, v.image), 2, 1) * v.brain)
