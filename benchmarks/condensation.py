@@ -46,7 +46,7 @@ def image_embeddings(size: int) -> np.ndarray:
 
     v = phantom_volumes(1, 1, size)[0]
     torch.manual_seed(0)
-    z = cuts.embed(cuts.CUTSModel(1), v.image)
+    z = cuts.embed(cuts.PixelCUTS(1).eval(), v.image)
     return cuts.points(z, np.ones(v.brain.shape, bool))
 
 

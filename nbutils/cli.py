@@ -1,21 +1,23 @@
-"""Command line: ``python -m nbutils segment|evaluate ...`` (the code the notebooks call).
+"""Command line: the code the notebooks call, on the user's own data.
 
-    python -m nbutils segment METHOD INPUT OUTPUT [--k K] [--profile ci|full] [--device auto|cpu|cuda]
-                              [--seed N] [--checkpoint PATH] [--channels flair,t1] [--overwrite]
-                              [--stage2 kmeans|spectral|condensation]   (cuts)
-                              [--variant deepG|deepSVG] [--mode per-image|trained]   (deepgmm)
-    python -m nbutils train METHOD INPUT CHECKPOINT [--k K] [--labels N] [--variant ...] [--profile ...] [--device ...]
-                            [--seed N]
+    python -m nbutils segment METHOD INPUT OUTPUT [method options] [--checkpoint CKPT] [--profile ci|full]
+                              [--device auto|cpu|cuda|mps] [--channels flair,t1] [--brain auto|...]
+                              [--all-components] [--overwrite]
+    python -m nbutils train METHOD INPUT CHECKPOINT [method options] [--restart] [...]
     python -m nbutils evaluate PRED GT [--json FILE]
-    python -m nbutils compare INPUT|phantom [--methods kmeans,dcn,...] [--subjects N] [--json FILE] [--k K] [...]
+    python -m nbutils compare INPUT|phantom [--methods kmeans,dcn,...] [--subjects N] [--k K] [--json FILE]
+    python -m nbutils methods
 
-A user's mistake prints one line ``error: <file>: <problem>`` and exits with code 2.
+Each method's options come from its options dataclass: ``python -m nbutils segment dcn --help`` lists
+exactly DCN's. A user's mistake prints one line ``error: <file>: <problem>`` and exits with code 2;
+nothing is written before every option, the checkpoint and the input have been checked.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
@@ -23,98 +25,217 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm as std_tqdm
 from tqdm.auto import tqdm
 
-from nbutils import comparison, config, methods, metrics
+import torch
+
+from nbutils import comparison, config, evaluation, methods, metrics, runtime
+from nbutils.data import brain
 from nbutils.data import cases as cases_io
 from nbutils.data import images as image_io
 from nbutils.data import lgg as lgg_io
 from nbutils.data import nifti as nifti_io
+from nbutils.data import streaming
 from nbutils.data.datasets import phantom_volumes
 from nbutils.data.io import write_json
-from nbutils.methods import cuts, deepgmm
 from nbutils.errors import InputError
-from nbutils.train import load_checkpoint
 
 MANIFEST = "nbutils_run.json"
 
 
-def _claim_output(out: Path, run: dict, overwrite: bool) -> None:
-    """Make sure OUTPUT is empty, ours from the same run, or explicitly overwritable."""
+class UsageError(ValueError):
+    """A command-line syntax error (argparse's), reported in one line like every other mistake."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _writable(path: Path, what: str) -> None:
+    """InputError unless a file can be created at ``path`` (its nearest existing folder is writable)."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(folder, f"is not a folder: the {what} cannot be written")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(folder, f"is not writable: the {what} cannot be written")
+
+
+def _read_manifest(path: Path) -> dict:
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(path, f"is not a readable nbutils run manifest ({type(exc).__name__})") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("run", {}), dict):
+        raise InputError(path, "is not an nbutils run manifest (not a JSON object with a run)")
+    return manifest
+
+
+def _claim_output(out: Path, run: dict, overwrite: bool) -> dict:
+    """Make sure OUTPUT is empty, ours from the same run, or explicitly overwritable, and return the
+    manifest to keep up to date (``run``: the options; ``cases``: what was decided and written per case).
+    ``overwrite`` first removes the files the previous run's manifest says it wrote (and only those)."""
     manifest = out / MANIFEST
     if out.exists() and not out.is_dir():
         raise InputError(out, "exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        if not manifest.exists():
-            raise InputError(out, "exists and holds files that are not an nbutils run; choose an empty folder or pass --overwrite")
-        previous = json.loads(manifest.read_text())
-        if previous != run:
-            diff = ", ".join(f"{k} {previous.get(k)!r} there, {run[k]!r} now" for k in run if previous.get(k) != run[k])
+    _writable(manifest, "output")
+    if out.exists() and not os.access(out, os.W_OK | os.X_OK):
+        raise InputError(out, "is not writable")
+    cases = {}
+    if out.exists() and any(out.iterdir()):
+        if not manifest.exists() and not overwrite:
+            raise InputError(out, "exists and holds files that are not an nbutils run; choose an empty folder or "
+                                  "pass --overwrite")
+        previous = _read_manifest(manifest) if manifest.exists() else {}
+        before = previous.get("run", {})
+        if overwrite:
+            for entry in previous.get("cases", {}).values():
+                for name in entry.get("files", []):
+                    (out / name).unlink(missing_ok=True)
+        elif before != run:
+            diff = ", ".join(f"{k} {before.get(k)!r} there, {run[k]!r} now" for k in run if before.get(k) != run[k])
             raise InputError(out, f"holds a different run's outputs ({diff}); choose another folder or pass --overwrite")
-    write_json(manifest, run)
+        else:
+            cases = previous.get("cases", {})
+    for leftover in out.rglob(".partial-*") if out.exists() else ():  # our own interrupted writes
+        leftover.unlink(missing_ok=True)
+    state = dict(run=run, cases=cases)
+    write_json(manifest, state)
+    return state
+
+
+def _describe(case) -> str:
+    """One line: what the input is and which brain mask it gets."""
+    v = case.volume
+    flair = "FLAIR present" if case.has_flair else f"no FLAIR: the lesion rule reads channel {v.flair_channel}"
+    return f"{v.name}: brain {v.brain_mode} ({v.brain_reason}); {flair}"
+
+
+def _options(args, cls) -> dict:
+    """The method options the user set on the command line (the others are None)."""
+    return {f: getattr(args, f) for f in cls.Options.__dataclass_fields__ if getattr(args, f, None) is not None}
+
+
+def _check_channels(model: methods.Model | None, cases) -> None:
+    """A trained network takes a fixed number of channels: name the first case that differs."""
+    expected = None if model is None or model.network is None else model.state["config"].get("in_channels")
+    for case in cases:
+        got = case.volume.image.shape[1]
+        if expected is not None and got != expected:
+            raise InputError(case.volume.name, f"has {got} channel(s), the checkpoint's network takes {expected}; "
+                                               "pick them with --channels")
 
 
 def cmd_segment(args) -> int:
-    segmenter = methods.get(args.method)
     cfg = config.load(args.profile, args.device, verbose=False)
-    channels = args.channels.split(",") if args.channels else None
+    cls = methods.METHODS[args.method]
+    user = _options(args, cls)
     if args.checkpoint:
-        load_checkpoint(args.checkpoint, args.method)  # a wrong checkpoint fails before anything is written
-    elif args.method in methods.SUPERVISED:
-        raise ValueError(f"{args.method} is supervised: train it first (python -m nbutils train {args.method} "
-                         "INPUT CKPT) and pass --checkpoint")
-    cases = cases_io.load_cases(args.input, channels)
+        if not cls.trainable:
+            raise ValueError(f"{args.method} learns nothing: --checkpoint applies to "
+                             f"{', '.join(n for n, m in methods.METHODS.items() if m.trainable)}")
+        model = methods.load(args.checkpoint, args.method, cfg.device, **user)
+        method = model.method
+    else:
+        method, model = cls.for_profile(cfg.profile, **user), None
+        if method.supervised:
+            raise ValueError(f"{args.method} learns from lesion masks: train it first (python -m nbutils train "
+                             f"{args.method} INPUT CKPT) and segment with --checkpoint")
     out = Path(args.output)
-    run = dict(method=args.method, input=str(Path(args.input).resolve()), k=args.k, seed=args.seed,
-               all_components=args.all_components, stage2=args.stage2 if args.method == "cuts" else None,
-               variant=args.variant if args.method == "deepgmm" else None,
-               mode=args.mode if args.method == "deepgmm" else None,
-               profile=cfg.profile, channels=args.channels, checkpoint=args.checkpoint)
-    _claim_output(out, run, args.overwrite)
+    _writable(out / MANIFEST, "output")
+    cases = cases_io.load_cases(args.input, args.channels.split(",") if args.channels else None, args.brain,
+                                cfg.device)
+    _check_channels(model, cases)
+    method.check([c.volume for c in cases])
+    run = dict(method=args.method, input=str(Path(args.input).resolve()), options=method.options.as_dict(),
+               profile=cfg.profile, channels=args.channels, checkpoint=args.checkpoint, brain=args.brain,
+               all_components=args.all_components)
+    manifest = _claim_output(out, run, args.overwrite)
     written = skipped = 0
     for case in tqdm(cases, desc=f"segment {args.method}", unit="case"):
-        if not args.overwrite and all(p.exists() for p in case.outputs(out)):
+        v = case.volume
+        tqdm.write(_describe(case))
+        if v.name in manifest["cases"] and all(p.exists() for p in case.outputs(out)):
             skipped += 1  # same run, already done: resume
             continue
-        v = case.volume
-        feature_channels = [v.flair_channel] if case.kind == "lgg" and not channels else None
-        opts = methods.SegmentOptions(k=args.k, seed=args.seed, device=str(cfg.device), profile=cfg.profile,
-                                      checkpoint=args.checkpoint, channels=feature_channels, stage2=args.stage2,
-                                      variant=args.variant, mode=args.mode)
-        labels = segmenter(v, opts)
-        lesion = metrics.label_free_lesion(labels, v.flair, v.brain, largest_cc=not args.all_components)
-        case.write(out, labels.astype(np.uint8), lesion)
+        labels = model.labels(v) if model else method.labels(v, device=cfg.device)
+        lesion = method.lesion(labels, v, not args.all_components)
+        files = case.write(out, labels, lesion, v.brain)
+        manifest["cases"][v.name] = dict(brain=v.brain_mode, brain_reason=v.brain_reason, flair=case.has_flair,
+                                         files=[str(p.relative_to(out)) for p in files])
+        write_json(out / MANIFEST, manifest)
         written += 1
     print(f"{args.method}: {written} case(s) written, {skipped} already done, in {out}")
     return 0
 
 
 def cmd_train(args) -> int:
-    if args.method not in methods.TRAINERS:
-        raise ValueError(f"method {args.method!r} has nothing to train; trainable: {', '.join(sorted(methods.TRAINERS))}")
+    """Train on INPUT. The slices are cached on disk at the method's size and streamed (bounded memory);
+    under torchrun every process trains on its shard, rank 0 builds the cache and writes the checkpoint."""
     cfg = config.load(args.profile, args.device, verbose=False)
-    cases = cases_io.load_cases(args.input, args.channels.split(",") if args.channels else None)
-    opts = methods.SegmentOptions(k=args.k, seed=args.seed, device=str(cfg.device), profile=cfg.profile,
-                                  labels=args.labels, variant=args.variant)
-    result = methods.TRAINERS[args.method]([c.volume for c in cases], opts, args.checkpoint)
-    last = result.history[-1]
-    print(f"{args.method}: trained on {len(cases)} case(s), last epoch " +
-          ", ".join(f"{k}={v:.4g}" for k, v in last.items() if isinstance(v, float)) + f"; checkpoint {args.checkpoint}")
+    cls = methods.METHODS[args.method]
+    method = cls.for_profile(cfg.profile, **{**cls.training_defaults, **_options(args, cls)})
+    if not method.learns:
+        raise ValueError(f"{args.method} with these options fits each volume on its own: nothing to train")
+    _writable(Path(args.checkpoint), "checkpoint")
+    device = runtime.init_distributed(cfg.device)
+    rank, size = runtime.world()
+    channels = args.channels.split(",") if args.channels else None
+    folder = cfg.cache_dir / f"slices_{cases_io.input_key(args.input, channels=channels, brain=args.brain, size=method.options.size)}"
+    if rank == 0 and not (folder / "index.json").exists():
+        total, cases = cases_io.iter_cases(args.input, channels, args.brain, device)
+
+        def volumes():
+            for case in tqdm(cases, total=total, desc="read", unit="case"):
+                tqdm.write(_describe(case))
+                yield case.volume
+
+        streaming.cache_slices(volumes(), folder, method.options.size)
+    if size > 1:
+        torch.distributed.barrier()  # the others wait for rank 0's cache
+    data = streaming.StreamingSlices(folder)
+    args.interrupted_hint = f"the checkpoint {args.checkpoint} holds the last finished epoch; re-run to resume"
+    model = method.fit(data, device=device, checkpoint=args.checkpoint, restart=args.restart)
+    if rank == 0:
+        last = model.history[-1]
+        print(f"{args.method}: trained on {len(data.volumes)} case(s)"
+              + (f" by {size} processes" if size > 1 else "") + ", last epoch "
+              + ", ".join(f"{k}={v:.4g}" for k, v in last.items() if isinstance(v, float))
+              + f"; checkpoint {args.checkpoint}")
+    if size > 1:
+        torch.distributed.destroy_process_group()
     return 0
+
+
+def _read_optional(path: Path, reader):
+    """``reader(path)``, or None when the file does not exist (runs from before brain masks were written)."""
+    return reader(path) if path.exists() else None
+
+
+def _check_shape(array: np.ndarray, path: Path, target: np.ndarray, truth: Path) -> np.ndarray:
+    if array.shape != target.shape:
+        raise InputError(path, f"has shape {array.shape}, the ground truth {truth} has {target.shape}")
+    return array
 
 
 def _pairs_lgg(pred: Path, gt: Path):
     for v in lgg_io.load_lgg(gt):
         if v.mask is None:
             raise InputError(v.folder, "holds no _mask.tif files to evaluate against")
-        labels, lesion = [], []
-        for name in v.slice_names:
-            for kind, store in (("labels", labels), ("lesion", lesion)):
+        arrays = {kind: [] for kind in cases_io.OUTPUTS}
+        for name, target in zip(v.slice_names, v.mask):
+            for kind in cases_io.OUTPUTS:
                 path = pred / v.patient / f"{name}_{kind}.tif"
-                if not path.exists():
+                if kind != "brain" and not path.exists():
                     raise InputError(path, "prediction missing")
-                store.append(lgg_io.read_tif(path))
-        yield v.patient, np.stack(labels), np.stack(lesion) > 0, v.mask
+                array = _read_optional(path, lgg_io.read_tif)
+                truth = v.folder / f"{name}_mask.tif"
+                arrays[kind].append(None if array is None else _check_shape(array, path, target, truth))
+        brain_ = None if any(b is None for b in arrays["brain"]) else np.stack(arrays["brain"]) > 0
+        yield v.patient, np.stack(arrays["labels"]), np.stack(arrays["lesion"]) > 0, brain_, v.mask
 
 
 def _pairs_nifti(pred: Path, gt: Path):
@@ -128,62 +249,77 @@ def _pairs_nifti(pred: Path, gt: Path):
         case = source.name if source.is_dir() else nifti_io.stem(source)
         target = np.asanyarray(nifti_io.read_nifti(truth[0]).dataobj) > 0
         arrays = []
-        for kind in ("labels", "lesion"):
+        for kind in cases_io.OUTPUTS:
             path = pred / f"{case}_{kind}.nii.gz"
-            if not path.exists():
+            if kind != "brain" and not path.exists():
                 raise InputError(path, "prediction missing")
-            arrays.append(np.asanyarray(nifti_io.read_nifti(path).dataobj))
-            if arrays[-1].shape != target.shape:
-                raise InputError(path, f"has shape {arrays[-1].shape}, the ground truth has {target.shape}")
-        yield case, arrays[0], arrays[1] > 0, target
+            array = _read_optional(path, lambda p: np.asanyarray(nifti_io.read_nifti(p).dataobj))
+            arrays.append(None if array is None else _check_shape(array, path, target, truth[0]))
+        labels, lesion, brain_ = arrays
+        yield case, labels, lesion > 0, None if brain_ is None else brain_ > 0, target
 
 
 def _pairs_images(pred: Path, gt: Path):
-    masks = {p.stem.removesuffix("_mask"): p for p in image_io.image_files(gt)}
+    masks = {p.stem.removesuffix("_mask"): p for p in image_io.image_files(gt, ground_truth=True)}
     for name, mask_path in sorted(masks.items()):
         target = image_io.read_image(mask_path)[..., 0] > 0.5
         arrays = []
-        for kind in ("labels", "lesion"):
+        for kind in cases_io.OUTPUTS:
             path = pred / f"{name}_{kind}.png"
-            if not path.exists():
+            if kind != "brain" and not path.exists():
                 raise InputError(path, "prediction missing")
-            arrays.append(image_io.read_raw(path))
-        yield name, arrays[0], arrays[1] > 0, target
+            array = _read_optional(path, image_io.read_raw)
+            arrays.append(None if array is None else _check_shape(array, path, target, mask_path))
+        labels, lesion, brain_ = arrays
+        yield name, labels, lesion > 0, None if brain_ is None else brain_ > 0, target
+
+
+SCORES = ("dice_label_free", "dice_oracle", "lesion_kept", "hd95_label_free")
+
+
+def _predicted_cases(pred: Path) -> set[str]:
+    """The cases a ``segment`` run wrote, from its manifest (empty without one)."""
+    manifest = pred / MANIFEST
+    return set(_read_manifest(manifest).get("cases", {})) if manifest.exists() else set()
 
 
 def evaluate(pred: str | Path, gt: str | Path) -> dict:
     """Per-volume scores of a ``segment`` output folder against ground truth.
 
     Label-free Dice and HD95 (pixels) come from the ``_lesion`` files; oracle Dice from the
-    ``_labels`` files, with the cluster Hungarian-matched to the lesion.
+    ``_labels`` files, with the cluster Hungarian-matched to the lesion; ``lesion_kept``, the share
+    of the true lesion inside the ``_brain`` mask the run used (NaN when the run wrote none).
+    Rows are sorted worst label-free Dice first. Predicted cases without ground truth get a warning.
     """
     pred, gt = Path(pred), Path(gt)
     if not pred.is_dir():
         raise InputError(pred, "is not a folder of predictions")
     kind = cases_io.detect(gt)
     pairs = {"lgg": _pairs_lgg, "nifti": _pairs_nifti, "image": _pairs_images}[kind](pred, gt)
-    rows = []
-    for name, labels, lesion, target in pairs:
-        rows.append(dict(
-            case=name,
-            dice_label_free=metrics.dice(lesion, target),
-            hd95_label_free=metrics.hd95(lesion, target),
-            dice_oracle=metrics.dice(metrics.oracle_lesion(labels, target), target),
-        ))
+    rows = [dict(case=name, **metrics.scores(labels, lesion, target, brain_))
+            for name, labels, lesion, brain_, target in pairs]
     if not rows:
         raise InputError(gt, "holds no ground truth to evaluate against")
-    keys = ("dice_label_free", "hd95_label_free", "dice_oracle")
-    return dict(rows=rows, summary={k: metrics.summary(r[k] for r in rows) for k in keys})
+    unscored = sorted(_predicted_cases(pred) - {r["case"] for r in rows})
+    if unscored:
+        warnings.warn(f"{pred}: {len(unscored)} predicted case(s) have no ground truth in {gt} and are not scored "
+                      f"(e.g. {unscored[0]})", stacklevel=2)
+    rows.sort(key=lambda r: r["dice_label_free"])
+    return dict(rows=rows, summary={k: metrics.summary(r[k] for r in rows) for k in SCORES})
 
 
 def cmd_evaluate(args) -> int:
+    if args.json:
+        _writable(Path(args.json), "JSON file")
     result = evaluate(args.pred, args.gt)
-    print(f"{'case':<32}{'Dice (label-free)':>19}{'HD95 px':>10}{'Dice (oracle)':>15}")
+    print(f"{'case (worst first)':<32}{'Dice label-free':>16}{'Dice oracle':>12}{'lesion kept':>12}{'HD95 px':>9}")
     for r in result["rows"]:
-        print(f"{r['case']:<32}{r['dice_label_free']:>19.3f}{r['hd95_label_free']:>10.1f}{r['dice_oracle']:>15.3f}")
+        print(f"{r['case']:<32}{r['dice_label_free']:>16.3f}{r['dice_oracle']:>12.3f}{r['lesion_kept']:>12.3f}"
+              f"{r['hd95_label_free']:>9.1f}")
+    s = result["summary"]
     for stat in ("mean", "median"):
-        s = result["summary"]
-        print(f"{stat:<32}{s['dice_label_free'][stat]:>19.3f}{s['hd95_label_free'][stat]:>10.1f}{s['dice_oracle'][stat]:>15.3f}")
+        print(f"{stat:<32}{s['dice_label_free'][stat]:>16.3f}{s['dice_oracle'][stat]:>12.3f}"
+              f"{s['lesion_kept'][stat]:>12.3f}{s['hd95_label_free'][stat]:>9.1f}")
     if args.json:
         write_json(Path(args.json), result)
     return 0
@@ -192,19 +328,24 @@ def cmd_evaluate(args) -> int:
 def cmd_compare(args) -> int:
     cfg = config.load(args.profile, args.device, verbose=False)
     chosen = comparison.entries(args.methods.split(",") if args.methods else None)
+    overrides = dict(k=args.k, seed=args.seed)
+    for entry in chosen:  # every option is checked before any work
+        comparison.method_of(entry, cfg.profile, **overrides)
+    if args.json:
+        _writable(Path(args.json), "JSON file")
     start = time.perf_counter()
     if args.input == "phantom":
         volumes = phantom_volumes(args.subjects or cfg.n_subjects, cfg.slices_per_volume, cfg.image_size,
-                                  seed=args.seed, cache_dir=cfg.cache_dir)
+                                  seed=args.seed, cache_dir=cfg.cache_dir, brain=args.brain, device=cfg.device)
     else:
-        volumes = [c.volume for c in cases_io.load_cases(args.input)]
+        volumes = [c.volume for c in cases_io.load_cases(args.input, brain=args.brain, device=cfg.device)]
         missing = [v.name for v in volumes if v.target is None]
         if missing:
             raise InputError(args.input, f"compare needs ground truth, and {len(missing)} case(s) have none "
                                          f"(e.g. {missing[0]})")
-    opts = methods.SegmentOptions(k=args.k, seed=args.seed, device=str(cfg.device), profile=cfg.profile)
-    scores = comparison.compare(volumes, chosen, opts, largest_cc=not (args.all_components or args.input == "phantom"))
-    result = comparison.table(scores, str(cfg.device))
+    scores = comparison.compare(volumes, chosen, profile=cfg.profile, device=cfg.device,
+                                largest_cc=not args.all_components, **overrides)
+    result = evaluation.table(scores, str(cfg.device))
     seconds = time.perf_counter() - start
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(result.drop(columns="device").round(3).to_string())
@@ -216,66 +357,107 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_methods(args) -> int:
+    for name, cls in methods.METHODS.items():
+        kind = "supervised" if cls.supervised else "learns" if cls.trainable else "classical"
+        print(f"{name}  ({cls.title}; {kind})  {cls.reference}")
+        for row in cls.Options.describe():
+            choices = f" {{{','.join(map(str, row['choices']))}}}" if row["choices"] else ""
+            ci = "" if row["ci"] == row["default"] else f", ci {row['ci']}"
+            print(f"    --{row['name'].replace('_', '-'):<16} {row['type']:<6} default {row['default']}{ci}{choices}: "
+                  f"{row['help']}")
+    return 0
+
+
+def _add_method_options(parser: argparse.ArgumentParser, cls) -> None:
+    group = parser.add_argument_group(f"{cls.name} options (default: full profile; ci in brackets)")
+    for row in cls.Options.describe():
+        ci = "" if row["ci"] == row["default"] else f" [ci {row['ci']}]"
+        kind = {"int": int, "float": float, "str": str}[row["type"]]
+        group.add_argument(f"--{row['name'].replace('_', '-')}", dest=row["name"], type=kind, default=None,
+                           choices=row["choices"], metavar=None if row["choices"] else row["type"].upper(),
+                           help=f"{row['help']} (default {row['default']}{ci})")
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", choices=sorted(config.PROFILES), default=None,
+                        help="ci (small, CPU) or full (the real settings, GPU); default: from the environment")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    parser.add_argument("--channels", default=None,
+                        help="sequences to use, by name, e.g. flair,t1 (NIfTI) or flair (LGG: pre-contrast, flair, "
+                             "post-contrast)")
+    parser.add_argument("--brain", choices=brain.MODES, default="auto",
+                        help="brain mask: decide per volume (auto), everything but the constant background "
+                             "(skull-stripped), deepbet brain extraction (extract) or every voxel (none)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m nbutils", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="python -m nbutils", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     seg = sub.add_parser("segment", help="segment INPUT with METHOD into OUTPUT")
-    seg.add_argument("method", help=f"one of: {', '.join(sorted(methods.METHODS))}")
-    seg.add_argument("input", help="LGG kaggle_3m folder, NIfTI file/case folder/folder of cases, or image folder")
-    seg.add_argument("output", help="output folder (created; never silently overwritten)")
-    seg.add_argument("--k", type=int, default=4, help="number of clusters (default 4)")
-    seg.add_argument("--profile", choices=sorted(config.PROFILES), default=None)
-    seg.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    seg.add_argument("--seed", type=int, default=0)
-    seg.add_argument("--checkpoint", default=None, help="trained weights (deep methods)")
-    seg.add_argument("--channels", default=None, help="NIfTI sequences to use, by name, e.g. flair,t1")
-    seg.add_argument("--all-components", action="store_true",
-                     help="keep every connected piece of the lesion cluster (many lesions), not only the largest (one tumour)")
-    seg.add_argument("--overwrite", action="store_true", help="replace the outputs of another run in OUTPUT")
-    seg.add_argument("--stage2", choices=cuts.STAGE2, default="condensation",
-                     help="cuts: how the pixel embeddings become clusters (default condensation)")
-    seg.add_argument("--variant", choices=deepgmm.VARIANTS, default="deepG",
-                     help="deepgmm: mixture weights per image (deepG) or per pixel (deepSVG)")
-    seg.add_argument("--mode", choices=deepgmm.MODES, default="per-image",
-                     help="deepgmm: a fresh network per case (per-image), or a trained one (--checkpoint, else trained on the case)")
-    seg.set_defaults(func=cmd_segment)
+    seg_methods = seg.add_subparsers(dest="method", required=True, metavar="METHOD", parser_class=Parser)
+    for name, cls in methods.METHODS.items():
+        p = seg_methods.add_parser(name, help=f"{cls.title}: {cls.reference}", description=f"{cls.title}: {cls.reference}")
+        p.add_argument("input", help="LGG kaggle_3m folder, NIfTI file/case folder/folder of cases, or image folder")
+        p.add_argument("output", help="output folder (created; never silently overwritten)")
+        if cls.trainable:
+            p.add_argument("--checkpoint", default=None, help="a model trained by `train` (its options are kept)")
+        _add_common(p)
+        p.add_argument("--all-components", action="store_true",
+                       help="keep every piece of the lesion clusters (many small lesions), not one blob (one tumour)")
+        p.add_argument("--overwrite", action="store_true", help="replace the outputs of another run in OUTPUT")
+        _add_method_options(p, cls)
+        p.set_defaults(func=cmd_segment, checkpoint=None)
     tr = sub.add_parser("train", help="train METHOD on INPUT and save (and resume from) CHECKPOINT")
-    tr.add_argument("method", help="one of: " + ", ".join(sorted(methods.TRAINERS)))
-    tr.add_argument("input")
-    tr.add_argument("checkpoint", help="written atomically every epoch; an existing one is resumed")
-    tr.add_argument("--k", type=int, default=4)
-    tr.add_argument("--labels", type=int, default=0,
-                    help="labelled slices to fine-tune on, drawn from INPUT's masks (acwe mode 2; default 0: unsupervised)")
-    tr.add_argument("--variant", choices=deepgmm.VARIANTS, default="deepG", help="deepgmm: deepG or deepSVG")
-    tr.add_argument("--profile", choices=sorted(config.PROFILES), default=None)
-    tr.add_argument("--device", default="auto")
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--channels", default=None)
-    tr.set_defaults(func=cmd_train)
+    tr_methods = tr.add_subparsers(dest="method", required=True, metavar="METHOD", parser_class=Parser)
+    for name, cls in methods.METHODS.items():
+        if not cls.trainable:
+            continue
+        p = tr_methods.add_parser(name, help=f"{cls.title}: {cls.reference}", description=f"{cls.title}: {cls.reference}")
+        p.add_argument("input")
+        p.add_argument("checkpoint", help="written atomically every epoch; an existing one of the same training "
+                                          "is resumed")
+        p.add_argument("--restart", action="store_true", help="discard an existing checkpoint and start over")
+        _add_common(p)
+        _add_method_options(p, cls)
+        p.set_defaults(func=cmd_train)
     cp = sub.add_parser("compare", help="every method on the same INPUT (with ground truth): one table")
     cp.add_argument("input", help="as for segment (with masks), or 'phantom' for the embedded phantom subjects")
     cp.add_argument("--methods", default=None, help="comma-separated methods (default: every one), e.g. kmeans,dcn,unet")
     cp.add_argument("--subjects", type=int, default=None, help="phantom subjects (default: the profile's)")
-    cp.add_argument("--k", type=int, default=4)
-    cp.add_argument("--profile", choices=sorted(config.PROFILES), default=None)
-    cp.add_argument("--device", default="auto")
+    cp.add_argument("--k", type=int, default=None, help="clusters, for every method that has k (default: its own)")
     cp.add_argument("--seed", type=int, default=0)
-    cp.add_argument("--all-components", action="store_true", help="keep every piece of the lesion (the phantom always does)")
+    cp.add_argument("--all-components", action="store_true", help="keep every piece of the lesion (many small lesions)")
     cp.add_argument("--json", default=None, help="also write the table and the per-volume rows to this JSON file")
+    _add_common(cp)
     cp.set_defaults(func=cmd_compare)
-    ev = sub.add_parser("evaluate", help="score a segment OUTPUT against ground truth")
+    ev = sub.add_parser("evaluate", help="score a segment OUTPUT against ground truth, per case, worst first")
     ev.add_argument("pred")
     ev.add_argument("gt")
     ev.add_argument("--json", default=None, help="also write the scores to this JSON file")
     ev.set_defaults(func=cmd_evaluate)
+    ls = sub.add_parser("methods", help="list every method with its options")
+    ls.set_defaults(func=cmd_methods)
     return parser
 
 
+def _close_bars() -> None:
+    for bar in list(getattr(std_tqdm, "_instances", ())):  # finish open progress bars before the last line
+        bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     warnings.formatwarning = lambda msg, category, *a, **k: f"warning: {msg}\n"
+    args = None
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except (InputError, ValueError, FloatingPointError) as exc:
+        _close_bars()
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        _close_bars()
+        hint = getattr(args, "interrupted_hint", "files written so far are complete; re-run the same command to resume")
+        print(f"interrupted: {hint}", file=sys.stderr)
+        return 130

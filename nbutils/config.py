@@ -15,13 +15,9 @@ import torch
 
 from nbutils.runtime import choose_device
 
-PROFILES = {
-    "ci": dict(image_size=128, n_subjects=3, slices_per_volume=8, epochs=3, pretrain_epochs=15, batch_size=8,
-               acwe_epochs=30, cuts_epochs=10, cuts_points=2048,
-               gmm_steps=100, gmm_epochs=20, unet_epochs=10),
-    "full": dict(image_size=256, n_subjects=10, slices_per_volume=24, epochs=20, pretrain_epochs=100, batch_size=16,
-                 acwe_epochs=100, cuts_epochs=50, cuts_points=4096,
-                 gmm_steps=200, gmm_epochs=100, unet_epochs=50),
+PROFILES = {  # the data's settings; each method's own (epochs, ...) live with its options (methods.base)
+    "ci": dict(image_size=128, n_subjects=3, slices_per_volume=8),
+    "full": dict(image_size=256, n_subjects=10, slices_per_volume=24),
 }
 
 
@@ -34,15 +30,6 @@ class Config:
     image_size: int  # pixels, square slices
     n_subjects: int  # phantom subjects
     slices_per_volume: int  # axial slices kept per volume
-    epochs: int  # training rounds of a method (DCN: alternations of network and centre updates)
-    pretrain_epochs: int  # autoencoder pretraining
-    batch_size: int
-    acwe_epochs: int  # ACWE network training (and again for fine-tuning)
-    cuts_epochs: int  # CUTS stage-1 (contrastive encoder) training
-    cuts_points: int  # CUTS stage 2: points are coarse-grained to at most this many
-    gmm_steps: int  # deep GMM per-image mode: most steps per image (the paper's default 200)
-    gmm_epochs: int  # deep GMM trained mode: epochs over the training slices
-    unet_epochs: int  # supervised reference U-Net
     k: int = 4  # clusters
     seed: int = 0
     lgg_path: Path | None = None  # a kaggle_3m-layout folder, when the user gives one
@@ -52,6 +39,12 @@ class Config:
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
+
+    def method(self, name: str, **options):
+        """The registry's method ``name`` with this profile's options, ``seed`` and ``options`` on top."""
+        from nbutils import methods
+
+        return methods.get(name, self.profile, {"seed": self.seed}, **options)
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path:
@@ -97,8 +90,7 @@ def load(profile: str | None = None, device: str | None = None, verbose: bool = 
     if verbose:
         print(
             f"profile={cfg.profile} device={cfg.device} image_size={cfg.image_size} "
-            f"subjects={cfg.n_subjects} slices/volume={cfg.slices_per_volume} epochs={cfg.epochs} "
-            f"pretrain_epochs={cfg.pretrain_epochs} "
+            f"subjects={cfg.n_subjects} slices/volume={cfg.slices_per_volume} "
             f"k={cfg.k} seed={cfg.seed} lgg={cfg.lgg_path or '-'}"
         )
     return cfg

@@ -1,11 +1,13 @@
-"""Device choice, seeding, batched inference over NumPy slices."""
+"""Device choice, the distributed (torchrun) process group, batched inference over NumPy slices,
+CUDA synchronisation for timings."""
 
 from __future__ import annotations
 
-import random
+import os
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 
 def choose_device(device: str = "auto") -> torch.device:
@@ -20,19 +22,17 @@ def choose_device(device: str = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; choose auto, cpu, cuda or mps") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {device!r}; choose auto, cpu, cuda or mps")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for but no CUDA GPU is available")
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("device 'mps' was asked for but MPS is not available")
     return dev
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's global generators (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def batched(model: torch.nn.Module, image: np.ndarray, batch_size: int = 8):
@@ -52,3 +52,44 @@ def synchronize(device: torch.device) -> None:
     """Wait for queued CUDA work (for wall-clock timings); nothing on other devices."""
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of this process: (0, 1) unless a process group is running (torchrun)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed(device: torch.device) -> torch.device:
+    """Under torchrun (``WORLD_SIZE`` > 1), join the process group (nccl on CUDA, gloo on the CPU) and
+    return this process's device (``cuda:LOCAL_RANK`` on CUDA); otherwise return ``device`` unchanged."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
+        return device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+class _AllSum(torch.autograd.Function):
+    """y = sum over processes of x; dx = sum over processes of dy (every process's loss depends on y)."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        out = tensor.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+def all_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """The sum of ``tensor`` over every process, differentiable (its gradient is the sum of the
+    processes' gradients); ``tensor`` itself outside a process group."""
+    return tensor if world()[1] == 1 else _AllSum.apply(tensor)

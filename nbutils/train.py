@@ -1,5 +1,6 @@
-"""The one training loop every method uses: progress bar, AMP on CUDA, atomic checkpoints
-every epoch, and ``resume=True`` to continue from the last checkpoint."""
+"""The one training loop every method uses: progress bar, AMP on CUDA, atomic checkpoints every
+epoch, ``resume=True`` to continue from the last checkpoint, and data parallelism under torchrun
+(DistributedDataParallel: each process a shard of every batch, gradients averaged)."""
 
 from __future__ import annotations
 
@@ -10,26 +11,73 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from nbutils.data.io import atomic_path
 from nbutils.errors import InputError
+from nbutils.runtime import world
 
 LossFn = Callable[[torch.nn.Module, dict], "torch.Tensor | dict[str, torch.Tensor]"]
 
 
-def _to_device(batch, device: torch.device):
+def _to_device(batch, device: torch.device, channels_last: bool = False):
     if isinstance(batch, dict):
-        return {k: _to_device(v, device) for k, v in batch.items()}
+        return {k: _to_device(v, device, channels_last) for k, v in batch.items()}
     if isinstance(batch, torch.Tensor):
+        if channels_last and batch.ndim == 4:
+            return batch.to(device, non_blocking=True, memory_format=torch.channels_last)
         return batch.to(device, non_blocking=True)
     return batch
 
 
+def remove_partials(*paths: str | os.PathLike) -> int:
+    """Remove the temporary files an interrupted atomic write of each of ``paths`` left beside it
+    (``.partial-*-<name>``, see :func:`nbutils.data.io.atomic_path`); returns how many."""
+    removed = 0
+    for path in map(Path, paths):
+        folder = path.parent if path.parent.is_dir() else None
+        for leftover in folder.glob(f".partial-*-{path.name}") if folder else ():
+            leftover.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
-    """``torch.save`` to a temporary file, then rename: a crash never leaves a half file."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """``torch.save`` to a temporary file, then rename: a crash never leaves a half file. Under torchrun
+    only rank 0 writes, with the world size, and every process waits until it is written."""
+    rank, size = world()
+    if rank == 0:
+        with atomic_path(path) as tmp:
+            torch.save({**state, "world_size": size}, tmp)
+    if size > 1:
+        dist.barrier()
+
+
+class Parallel(DistributedDataParallel):
+    """DistributedDataParallel that lets a loss function reach its network's own attributes
+    (``model.config``, ``model.reconstruct``) as on the bare network."""
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.module, name)
+
+
+def loader(dataset, batch_size: int, seed: int, epoch: int, device: torch.device, shuffle: bool = True,
+           workers: int = 0) -> torch.utils.data.DataLoader:
+    """Batches of ``dataset`` for one epoch, shuffled by ``seed + epoch``. Under torchrun each process
+    gets its shard (DistributedSampler) of every global batch of ``batch_size`` slices."""
+    rank, size = world()
+    common = dict(pin_memory=device.type == "cuda", num_workers=workers, persistent_workers=False)
+    if size == 1:
+        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle,
+                                           generator=torch.Generator().manual_seed(seed + epoch), **common)
+    sampler = torch.utils.data.distributed.DistributedSampler(dataset, size, rank, shuffle=shuffle, seed=seed)
+    sampler.set_epoch(epoch)
+    return torch.utils.data.DataLoader(dataset, batch_size=max(1, batch_size // size), sampler=sampler, **common)
 
 
 def load_checkpoint(path: str | os.PathLike, method: str | None = None) -> dict:
@@ -38,8 +86,10 @@ def load_checkpoint(path: str | os.PathLike, method: str | None = None) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise InputError(path, "checkpoint not found") from None
-    except Exception as exc:
-        raise InputError(path, f"not a readable nbutils checkpoint ({type(exc).__name__}: {exc})") from None
+    except IsADirectoryError:
+        raise InputError(path, "is a folder, not a checkpoint file") from None
+    except Exception:  # torch's messages run to several lines and advise unsafe loading: one line of ours
+        raise InputError(path, "not a readable nbutils checkpoint (not a PyTorch file, or a damaged one)") from None
     if not isinstance(state, dict) or "model" not in state:
         raise InputError(path, "not an nbutils checkpoint (no model weights inside)")
     if method is not None and state.get("method") != method:
@@ -64,6 +114,9 @@ def fit(
     seed: int = 0,
     progress: bool = True,
     extra: dict | None = None,
+    workers: int = 0,
+    channels_last: bool = False,
+    compile: bool = False,
 ) -> list[dict[str, float]]:
     """Train ``model`` for ``epochs`` epochs; return the history, one dict of mean losses per epoch.
 
@@ -74,7 +127,13 @@ def fit(
     epoch; ``resume=True`` continues from that file when it exists. On CUDA, ``amp`` runs the
     forward pass under bfloat16 autocast. A NaN or infinite loss stops training with a
     FloatingPointError naming the epoch. ``extra`` entries (e.g. the network's configuration)
-    are stored in every checkpoint as well.
+    are stored in every checkpoint as well. Losses are summed on the device and read once per epoch.
+
+    Under torchrun the network is wrapped in DistributedDataParallel (SyncBatchNorm on CUDA; on the
+    CPU, batch norm sees each process's shard), each process trains on its shard of every global
+    batch of ``batch_size`` slices, gradients are averaged, and only rank 0 shows progress and writes
+    checkpoints (with ``world_size``). ``workers`` DataLoader workers read the data; on CUDA
+    ``channels_last`` stores activations as NHWC and ``compile`` runs the step through ``torch.compile``.
     """
     device = torch.device(device)
     model.to(device)
@@ -86,36 +145,44 @@ def fit(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history, start = list(state["history"]), int(state["epoch"])
+    rank, size = world()
+    net = model
+    if size > 1:
+        if device.type == "cuda":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        net = Parallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if channels_last and device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    step = torch.compile(net) if compile else net
     use_amp = amp and device.type == "cuda"
-    bar = tqdm(range(start, epochs), desc=method, disable=not progress, initial=start, total=epochs)
+    bar = tqdm(range(start, epochs), desc=method, disable=not progress or rank > 0, initial=start, total=epochs)
     for epoch in bar:
         torch.manual_seed(seed + epoch)
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed + epoch),
-            pin_memory=device.type == "cuda",
-        )
         model.train()
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}  # summed on the device: one read per epoch, not a sync per step
         batches = 0
-        for batch in loader:
-            batch = _to_device(batch, device)
+        for batch in loader(dataset, batch_size, seed, epoch, device, workers=workers):
+            batch = _to_device(batch, device, channels_last and device.type == "cuda")
             autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
             with autocast:
-                out = loss_fn(model, batch)
+                out = loss_fn(step, batch)
             terms = out if isinstance(out, dict) else {"loss": out}
-            loss = terms["loss"]
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"{method}: loss became {loss.item()} at epoch {epoch + 1}; "
-                    "likely causes: a learning rate too high, or NaN/inf in the input"
-                )
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            terms["loss"].backward()
             optimizer.step()
             for name, value in terms.items():
-                sums[name] = sums.get(name, 0.0) + float(value.detach())
+                sums[name] = sums.get(name, 0) + value.detach().float()
             batches += 1
-        history.append({name: total / max(batches, 1) for name, total in sums.items()})
+        if size > 1:  # every process logs the mean over all of them
+            for total in sums.values():
+                dist.all_reduce(total)
+            batches *= size
+        history.append({name: float(total) / max(batches, 1) for name, total in sums.items()})
+        if not math.isfinite(history[-1].get("loss", 0.0)):
+            raise FloatingPointError(
+                f"{method}: loss became {history[-1]['loss']} in epoch {epoch + 1}; "
+                "likely causes: a learning rate too high, or NaN/inf in the input"
+            )
         bar.set_postfix(loss=f"{history[-1].get('loss', math.nan):.4g}")
         if checkpoint is not None:
             save_checkpoint(checkpoint, {

@@ -64,6 +64,26 @@ def slice_gallery(image: np.ndarray, masks: dict[str, np.ndarray] | None = None,
     return fig
 
 
+def brain_masks(volumes, n: int = 4, window=(0.0, 1.0)):
+    """One row per volume: ``n`` evenly spaced slices of its FLAIR with the brain mask (yellow) and the
+    true lesion (red) outlined; the row title gives how the mask was made and the share of the lesion
+    it keeps (when the truth is known)."""
+    from nbutils import metrics
+
+    fig, axes = plt.subplots(len(volumes), n, figsize=(2.3 * n, 2.5 * len(volumes)), squeeze=False)
+    for row, v in zip(axes, volumes):
+        lesion_slices = np.flatnonzero(v.target.any((1, 2))) if v.target is not None else []
+        span = lesion_slices if len(lesion_slices) >= n else np.arange(len(v.image))
+        idx = span[np.linspace(0, len(span) - 1, n).round().astype(int)]
+        kept = "" if v.target is None else f", keeps {100 * metrics.lesion_kept(v.brain, v.target):.1f}% of the lesion"
+        for ax, i in zip(row, idx):
+            show_slice(v.flair[i], ax, window, contours={"yellow": v.brain[i],
+                                                         "red": None if v.target is None else v.target[i]})
+        row[0].set_title(f"{v.name}: {v.brain_mode}{kept}", fontsize=9, loc="left")
+    fig.tight_layout()
+    return fig
+
+
 def score_bars(scores: dict[str, list[float]], ylabel: str = "per-volume Dice", ax=None):
     """A strip of per-volume points and a bar of the mean for each method or mode."""
     ax = ax or plt.gca()

@@ -1,9 +1,16 @@
 import os
+
+import tempfile
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars off in tests (read when tqdm is imported)
+os.environ.setdefault("NBUTILS_DATA_DIR", tempfile.mkdtemp(prefix="nbutils-tests-"))  # caches out of the checkout
 from pathlib import Path
 
 import pytest
 
-LGG_SAMPLE = Path(os.environ.get("NBUTILS_LGG_SAMPLE") or Path(__file__).resolve().parents[2] / "shared" / "data" / "lgg_sample")
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+LGG_SAMPLE = Path(os.environ.get("NBUTILS_LGG_SAMPLE") or SHARED_DATA / "lgg_sample")
+BRATS_SAMPLE = Path(os.environ.get("NBUTILS_BRATS_SAMPLE") or SHARED_DATA / "brats_sample")
 
 
 @pytest.fixture
@@ -13,3 +20,11 @@ def lgg_sample() -> Path:
         pytest.skip(f"LGG sample not found at {LGG_SAMPLE}")
     return LGG_SAMPLE
 
+
+
+@pytest.fixture
+def brats_sample() -> Path:
+    """The 3 real skull-stripped BraTS cases beside the checkout; the test is skipped when they are absent."""
+    if not BRATS_SAMPLE.is_dir():
+        pytest.skip(f"BraTS sample not found at {BRATS_SAMPLE}")
+    return BRATS_SAMPLE

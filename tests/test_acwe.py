@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from nbutils import methods
+from nbutils.train import load_checkpoint
 from nbutils.data.datasets import SliceDataset, Volume
 from nbutils.errors import InputError
 from nbutils.methods import acwe, classical
@@ -9,7 +11,7 @@ from nbutils.models import FullResCNN
 
 
 def numpy_acwe(y, x, mask, mu, nu, eps=1e-8):
-    """The DESIGN 4.3 formula written out with loops over channels, for one image (H, W)."""
+    """Chen & Frey's ACWE loss (MIDL 2020, eq. 2-3) written out with loops over channels, for one image (H, W)."""
     y, w = y.astype(np.float64), mask.astype(np.float64)
     total = 0.0
     for xc in x:  # channels
@@ -158,8 +160,10 @@ def test_unsupervised_acwe_finds_the_bright_region_and_resumes(tmp_path):
     labels = acwe.predict(result, v.image, v.brain)
     from nbutils import metrics
     assert metrics.dice(metrics.label_free_lesion(labels, v.flair, v.brain, largest_cc=False), v.target) > 0.9
-    loaded = acwe.load(ckpt)
-    assert np.allclose(acwe.probabilities(loaded.model, v.image), acwe.probabilities(result.model, v.image), atol=1e-6)
+    state = load_checkpoint(ckpt, "acwe")
+    loaded = acwe.build_model(**state["config"])
+    loaded.load_state_dict(state["model"])
+    assert np.allclose(acwe.probabilities(loaded, v.image), acwe.probabilities(result.model, v.image), atol=1e-6)
     again = acwe.fit(SliceDataset([v]), epochs=25, batch_size=3, lr=1e-2, checkpoint=ckpt, progress=False)
     assert again.history == result.history  # resumed at the end: nothing retrained
 
@@ -207,7 +211,7 @@ def test_mask_shape_mismatch_is_a_clear_error():
 def test_load_rejects_other_checkpoints(tmp_path):
     torch.save({"method": "dcn", "model": {}}, tmp_path / "dcn.pt")
     with pytest.raises(InputError, match="not 'acwe'"):
-        acwe.load(tmp_path / "dcn.pt")
+        methods.load(tmp_path / "dcn.pt", "acwe")
 
 
 def test_chan_vese_baselines_find_bright_discs():

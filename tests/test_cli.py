@@ -29,7 +29,7 @@ def test_segment_lgg_writes_design_names_and_evaluate_scores_them(lgg_folder, tm
     code, stdout, _ = run(capsys, "segment", "kmeans", lgg_folder, out, "--k", "3")
     assert code == 0, stdout
     names = sorted(p.name for p in (out / "TCGA_XX_0001_20000101").iterdir())
-    assert names == sorted(f"TCGA_XX_0001_20000101_{i}_{k}.tif" for i in (1, 2, 10) for k in ("labels", "lesion"))
+    assert names == sorted(f"TCGA_XX_0001_20000101_{i}_{k}.tif" for i in (1, 2, 10) for k in ("labels", "lesion", "brain"))
     lesion = tifffile.imread(out / "TCGA_XX_0001_20000101" / "TCGA_XX_0001_20000101_1_lesion.tif")
     assert lesion.dtype == np.uint8 and set(np.unique(lesion)) <= {0, 255}
     report = tmp_path / "scores.json"
@@ -37,6 +37,24 @@ def test_segment_lgg_writes_design_names_and_evaluate_scores_them(lgg_folder, tm
     assert code == 0 and "mean" in stdout
     scores = json.loads(report.read_text())
     assert len(scores["rows"]) == 2 and scores["summary"]["dice_label_free"]["mean"] > 0.8
+
+
+def test_segment_writes_its_brain_mask_and_records_the_decision(lgg_folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, stdout, _ = run(capsys, "segment", "kmeans", lgg_folder, out, "--k", "3")
+    assert code == 0
+    patient = "TCGA_XX_0001_20000101"
+    image = tifffile.imread(lgg_folder / patient / f"{patient}_1.tif")[..., 1]
+    brain = tifffile.imread(out / patient / f"{patient}_1_brain.tif")
+    np.testing.assert_array_equal(brain == 255, image > 0)  # skull-stripped: the non-zero disc
+    manifest = json.loads((out / "nbutils_run.json").read_text())
+    assert manifest["run"]["brain"] == "auto" and manifest["cases"][patient]["brain"] == "skull-stripped"
+    assert f"{patient}/{patient}_1_brain.tif" in manifest["cases"][patient]["files"]
+    code, stdout, _ = run(capsys, "evaluate", out, lgg_folder)
+    rows = [line.split() for line in stdout.splitlines()[1:3]]
+    assert float(rows[0][1]) <= float(rows[1][1]) and float(rows[0][3]) == 1.0  # worst first; lesion kept
+    assert run(capsys, "segment", "kmeans", lgg_folder, tmp_path / "none", "--k", "3", "--brain", "none")[0] == 0
+    assert (tifffile.imread(tmp_path / "none" / patient / f"{patient}_1_brain.tif") == 255).all()
 
 
 def test_rerun_same_run_resumes_and_other_run_is_refused(lgg_folder, tmp_path, capsys):
@@ -64,11 +82,13 @@ def test_missing_image_next_to_mask_warns_and_goes_on(lgg_folder, tmp_path, caps
     with pytest.warns(UserWarning, match="TCGA_XX_0002_20000101_2_mask.tif: mask has no image"):
         code, _, _ = run(capsys, "segment", "otsu", lgg_folder, tmp_path / "out")
     assert code == 0
-    assert len(list((tmp_path / "out" / "TCGA_XX_0002_20000101").iterdir())) == 2
+    assert len(list((tmp_path / "out" / "TCGA_XX_0002_20000101").iterdir())) == 3  # labels, lesion, brain
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["segment", "nope", "{in}", "{out}"], "unknown method 'nope'"),
+    (["segment", "nope", "{in}", "{out}"], "argument METHOD: invalid choice: 'nope'"),
+    (["segment", "kmeans", "{in}", "{out}", "--k", "1"], "k must be at least 2, got 1"),
+    (["segment", "kmeans", "{in}", "{out}", "--device", "tpu"], "unknown device 'tpu'"),
     (["segment", "kmeans", "{empty}", "{out}"], "holds no LGG slices"),
     (["segment", "kmeans", "{missing}", "{out}"], "does not exist"),
 ])
@@ -83,6 +103,7 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, argv, match, lgg_f
     (np.full((4, 4, 4), np.nan, np.float32), "NaN"),
     (np.zeros((4, 4, 4), np.float32), "all zero"),
     (np.ones((4, 4), np.float32), "is 2D"),
+    (np.ones((4, 4, 4, 2), np.float32), "is 4D"),
 ])
 def test_bad_nifti_exit_2(tmp_path, capsys, data, match):
     path = save_nifti(tmp_path / "case7_flair.nii.gz", data)
@@ -99,7 +120,7 @@ def test_truncated_nifti_exit_2(tmp_path, capsys):
 
 
 def test_segment_nifti_case_keeps_affine_and_shape(tmp_path, capsys):
-    p = flair_phantom(0)
+    p = flair_phantom(1)  # a glioma of 13 % of the brain
     case = tmp_path / "cases" / "sub01"
     case.mkdir(parents=True)
     affine = np.diag([-2.0, 2.0, 2.0, 1.0])  # not canonical on purpose
@@ -107,7 +128,7 @@ def test_segment_nifti_case_keeps_affine_and_shape(tmp_path, capsys):
     save_nifti(case / "T1.nii.gz", p.image[::-1] * 0.5 + 0.1, affine)
     save_nifti(case / "sub01_seg.nii.gz", p.lesion[::-1].astype(np.uint8), affine)
     out = tmp_path / "out"
-    assert run(capsys, "segment", "kmeans", tmp_path / "cases", out, "--k", "5", "--all-components")[0] == 0
+    assert run(capsys, "segment", "kmeans", tmp_path / "cases", out)[0] == 0
     lesion = nib.load(out / "sub01_lesion.nii.gz")
     assert lesion.shape == p.image.shape and np.allclose(lesion.affine, affine)
     code, stdout, _ = run(capsys, "evaluate", out, tmp_path / "cases")
@@ -127,7 +148,7 @@ def test_segment_image_folder(tmp_path, capsys):
     out = tmp_path / "out"
     assert run(capsys, "segment", "kmeans", images, out, "--k", "2")[0] == 0
     lesion = np.asarray(Image.open(out / "cat_lesion.png"))
-    assert sorted(p.name for p in out.iterdir() if p.suffix == ".png") == ["cat_labels.png", "cat_lesion.png"]
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".png") == ["cat_brain.png", "cat_labels.png", "cat_lesion.png"]
     assert (lesion[8:16, 8:16] == 255).all() and lesion.sum() == 64 * 255
 
 
@@ -158,13 +179,13 @@ def test_segment_with_a_checkpoint_of_another_method_exits_2(lgg_folder, tmp_pat
     code, _, err = run(capsys, "segment", "dcn", lgg_folder, tmp_path / "out", "--checkpoint", bad)
     assert code == 2 and err.startswith(f"error: {bad}: is a checkpoint of method 'acwe', not 'dcn'")
     code, _, err = run(capsys, "train", "kmeans", lgg_folder, tmp_path / "k.pt")
-    assert code == 2 and "has nothing to train" in err
+    assert code == 2 and "invalid choice: 'kmeans' (choose from 'dcn', 'acwe', 'cuts', 'deepgmm', 'unet')" in err
 
 
 def test_train_acwe_with_labels_then_segment_with_checkpoint(lgg_folder, tmp_path, capsys):
     ckpt = tmp_path / "acwe.pt"
-    code, stdout, _ = run(capsys, "train", "acwe", lgg_folder, ckpt, "--labels", "2", "--profile", "ci",
-                          "--device", "cpu")
+    code, stdout, _ = run(capsys, "train", "acwe", lgg_folder, ckpt, "--mode", "finetune", "--labels", "2",
+                          "--profile", "ci", "--device", "cpu")
     assert code == 0 and ckpt.exists() and "acwe: trained on 2 case(s)" in stdout
     out = tmp_path / "out"
     code, _, _ = run(capsys, "segment", "acwe", lgg_folder, out, "--checkpoint", ckpt, "--device", "cpu")
@@ -185,8 +206,9 @@ def test_segment_acwe_and_chan_vese_without_training(lgg_folder, tmp_path, capsy
 def test_train_acwe_with_labels_but_no_masks_exits_2(lgg_folder, tmp_path, capsys):
     for mask in lgg_folder.rglob("*_mask.tif"):
         mask.unlink()
-    code, _, err = run(capsys, "train", "acwe", lgg_folder, tmp_path / "a.pt", "--labels", "3", "--device", "cpu")
-    assert code == 2 and "needs ground-truth masks" in err
+    code, _, err = run(capsys, "train", "acwe", lgg_folder, tmp_path / "a.pt", "--mode", "finetune", "--labels", "3",
+                       "--device", "cpu")
+    assert code == 2 and "acwe mode finetune learns from lesion masks, and some volumes have none" in err
 
 
 def test_train_cuts_then_segment_with_each_stage2(lgg_folder, tmp_path, capsys):
@@ -200,9 +222,8 @@ def test_train_cuts_then_segment_with_each_stage2(lgg_folder, tmp_path, capsys):
         assert code == 0, stage2
         labels = tifffile.imread(out / "TCGA_XX_0001_20000101" / "TCGA_XX_0001_20000101_1_labels.tif")
         assert labels.shape == (48, 48) and labels.max() >= 2, stage2
-    with pytest.raises(SystemExit) as exit_:
-        run(capsys, "segment", "cuts", lgg_folder, tmp_path / "x", "--stage2", "dbscan")
-    assert exit_.value.code == 2 and "invalid choice: 'dbscan'" in capsys.readouterr().err
+    code, _, err = run(capsys, "segment", "cuts", lgg_folder, tmp_path / "x", "--stage2", "dbscan")
+    assert code == 2 and "invalid choice: 'dbscan'" in err and err.count("\n") == 1
 
 
 def test_segment_deepgmm_per_image_and_trained(lgg_folder, tmp_path, capsys):
@@ -212,16 +233,15 @@ def test_segment_deepgmm_per_image_and_trained(lgg_folder, tmp_path, capsys):
     labels = tifffile.imread(tmp_path / "per" / "TCGA_XX_0001_20000101" / "TCGA_XX_0001_20000101_1_labels.tif")
     assert labels.shape == (48, 48) and set(np.unique(labels)) <= {0, 1, 2, 3} and labels.max() >= 2
     manifest = json.loads((tmp_path / "per" / "nbutils_run.json").read_text())
-    assert manifest["variant"] == "deepSVG" and manifest["mode"] == "per-image"
+    assert manifest["run"]["options"]["variant"] == "deepSVG" and manifest["run"]["options"]["mode"] == "per-image"
     ckpt = tmp_path / "gmm.pt"
     code, stdout, _ = run(capsys, "train", "deepgmm", lgg_folder, ckpt, "--k", "3", "--device", "cpu", "--profile", "ci")
     assert code == 0 and ckpt.exists() and "deepgmm: trained on 2 case(s)" in stdout and "nll=" in stdout
     code, _, _ = run(capsys, "segment", "deepgmm", lgg_folder, tmp_path / "tr", "--k", "3", "--mode", "trained",
                      "--checkpoint", ckpt, "--device", "cpu", "--profile", "ci")
     assert code == 0 and (tmp_path / "tr" / "TCGA_XX_0002_20000101" / "TCGA_XX_0002_20000101_2_lesion.tif").exists()
-    with pytest.raises(SystemExit) as exit_:
-        run(capsys, "segment", "deepgmm", lgg_folder, tmp_path / "x", "--variant", "deepX")
-    assert exit_.value.code == 2 and "invalid choice: 'deepX'" in capsys.readouterr().err
+    code, _, err = run(capsys, "segment", "deepgmm", lgg_folder, tmp_path / "x", "--variant", "deepX")
+    assert code == 2 and "invalid choice: 'deepX'" in err
 
 
 def test_train_unet_then_segment_with_checkpoint(lgg_folder, tmp_path, capsys):
@@ -233,7 +253,7 @@ def test_train_unet_then_segment_with_checkpoint(lgg_folder, tmp_path, capsys):
     labels = tifffile.imread(tmp_path / "out" / "TCGA_XX_0001_20000101" / "TCGA_XX_0001_20000101_1_labels.tif")
     assert code == 0 and labels.shape == (48, 48) and set(np.unique(labels)) <= {0, 1, 2}
     code, _, err = run(capsys, "segment", "unet", lgg_folder, tmp_path / "none", "--device", "cpu")
-    assert code == 2 and "unet is supervised: train it first" in err and not (tmp_path / "none").exists()
+    assert code == 2 and "unet learns from lesion masks: train it first" in err and not (tmp_path / "none").exists()
 
 
 def test_compare_writes_one_table_with_both_modes(lgg_folder, tmp_path, capsys):

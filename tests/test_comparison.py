@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from nbutils import comparison, methods
+from nbutils import comparison, evaluation, methods
 from nbutils.data.datasets import Volume
 
 
@@ -29,24 +29,37 @@ def test_entries_select_by_name_or_method():
 def test_a_trained_method_trains_once_for_all_its_entries_and_shares_the_time(monkeypatch):
     calls = []
 
-    def fake_train(volumes, opts, ckpt):
-        calls.append((len(volumes), opts.stage2, ckpt))
+    class FakeModel:
+        def __init__(self, method):
+            self.method = method
 
-    def fake_segment(v, opts):
-        assert opts.checkpoint == calls[0][2]
-        return np.where(v.image[:, 0] > 0.5, 2, 1) * v.brain
+        def using(self, method):
+            return FakeModel(method)
 
-    monkeypatch.setitem(methods.TRAINERS, "cuts", fake_train)
-    monkeypatch.setitem(methods.METHODS, "cuts", fake_segment)
+        def labels(self, v):
+            return np.where(v.image[:, 0] > 0.5, 2, 1) * v.brain
+
+    def fake_fit(self, volumes, **kwargs):
+        calls.append((len(volumes), self.options.stage2))
+        return FakeModel(self)
+
+    monkeypatch.setattr(methods.CUTS, "fit", fake_fit)
     seen = []
     scores = comparison.compare(blob_volumes(), comparison.entries(["cuts"]), progress=False,
                                 callback=lambda name, v, labels, lesion: seen.append((name, v.name, lesion.sum())))
     assert len(calls) == 1 and calls[0][0] == 3  # one training on all volumes for the three stage-2 entries
     assert len(scores) == 9 and len(seen) == 9 and (scores["dice_label_free"] > 0.95).all()
     assert (scores["dice_oracle"] > 0.95).all() and set(scores["split"]) == {"all"}
-    table = comparison.table(scores, "cpu")
+    table = evaluation.table(scores, "cpu")
     assert list(table.index) == ["CUTS + k-means", "CUTS + spectral", "CUTS + condensation"]
     assert (table["volumes"] == 3).all() and (table["device"] == "cpu").all()
+
+
+def test_overrides_reach_only_the_methods_that_have_them():
+    kmeans, otsu, dcn = (comparison.method_of(e, "ci", k=6, seed=3) for e in comparison.entries(["kmeans", "otsu", "dcn"]))
+    assert kmeans.options.k == 6 and kmeans.options.seed == 3 and otsu.options.k == 6
+    assert dcn.options.k == 6 and dcn.options.epochs == 3  # the ci profile's, with the override on top
+    assert comparison.method_of(comparison.entries(["zscore"])[0], "ci", k=6).options.threshold == 3.0
 
 
 def test_compare_needs_ground_truth():

@@ -14,7 +14,7 @@ def canonical(labels) -> list:
 
 
 def numpy_condensation(x, eps, threshold, scale):
-    """DESIGN 4.4 with dense matrices in float64: all pairs checked, K_ij = w_j exp(-d_ij^2 / eps^2)."""
+    """Diffusion condensation (Brugnone et al. 2019) with dense matrices in float64: all pairs checked, K_ij = w_j exp(-d_ij^2 / eps^2)."""
     x, w = x.astype(np.float64), np.ones(len(x))
     assign = np.arange(len(x))
     levels, eps_at = [assign.copy()], [eps]

@@ -3,6 +3,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
+from nbutils.train import load_checkpoint
 from nbutils.data.datasets import SliceDataset, Volume
 from nbutils.methods import cuts
 
@@ -99,8 +100,10 @@ def test_training_lowers_the_loss_and_resumes(tmp_path):
     more = cuts.fit(dataset, widths=(8, 8), epochs=8, batch_size=2, n_anchors=32, lr=1e-2, checkpoint=ckpt,
                     progress=False)
     assert more.history[:6] == result.history and len(more.history) == 8
-    loaded = cuts.load(ckpt)
-    z = cuts.embed(loaded, dataset.image.numpy())
+    state = load_checkpoint(ckpt, "cuts")
+    loaded = cuts.PixelCUTS(**state["config"])
+    loaded.load_state_dict(state["model"])
+    z = cuts.embed(loaded.eval(), dataset.image.numpy())
     assert z.shape == (2, 8, 32, 32) and np.isfinite(z).all()
 
 

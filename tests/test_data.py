@@ -170,3 +170,37 @@ def test_phantom_volumes_cache_and_dataset(tmp_path):
         assert a.name == b.name and a.image.shape == (4, 1, 64, 64)
     ds = datasets.SliceDataset(vols)
     assert len(ds) == 8 and ds[0]["image"].shape == (1, 64, 64) and ds[0]["target"].dtype.is_floating_point is False
+
+
+def test_phantom_has_one_glioma_by_default_and_several_small_lesions_for_ms():
+    from scipy import ndimage
+
+    glioma = flair_phantom(5)
+    share = glioma.lesion.sum() / glioma.brain_mask.sum()
+    assert ndimage.label(glioma.lesion)[1] == 1 and 0.01 <= share <= 0.15
+    ms = flair_phantom(5, lesions="ms")
+    assert ndimage.label(ms.lesion)[1] >= 2 and ms.lesion.sum() / ms.brain_mask.sum() < share
+    with pytest.raises(ValueError, match="unknown lesions 'tumour'"):
+        flair_phantom(0, lesions="tumour")
+
+
+def test_phantom_brain_mask_has_no_bright_rim():
+    v = datasets.from_phantom(flair_phantom(3), 8, 128)
+    rim = v.brain & (v.tissue == 0)  # mask pixels outside the true brain
+    assert rim.sum() < 0.05 * v.brain.sum() and v.flair[rim].mean() < np.median(v.flair[v.brain])
+
+
+def test_volume_stats_on_a_hand_made_volume():
+    from nbutils.data.statistics import volume_stats
+
+    rng = np.random.default_rng(0)
+    flair = np.zeros((4, 40, 40), np.float32)
+    flair[:, :, :10], flair[:, :, 10:25], flair[:, :, 25:] = 0.2, 0.4, 0.5  # CSF, WM, GM bands
+    lesion = np.zeros(flair.shape, bool)
+    lesion[:, 15:20, 15:20] = True
+    flair[lesion] = 0.8
+    noisy = flair + rng.normal(0, 0.01, flair.shape).astype(np.float32)
+    stats = volume_stats(noisy, np.ones_like(lesion), lesion)
+    assert stats["lesion % of brain"] == pytest.approx(100 * 25 / 1600)
+    assert stats["lesion / WM"] == pytest.approx(2.0, rel=0.02) and stats["GM / WM"] == pytest.approx(1.25, rel=0.02)
+    assert stats["CSF / WM"] == pytest.approx(0.5, rel=0.02) and stats["noise / WM"] == pytest.approx(0.025, rel=0.15)

@@ -3,13 +3,14 @@ import pytest
 import torch
 from sklearn.cluster import KMeans
 
+from nbutils import methods
 from nbutils.data.datasets import SliceDataset, Volume
 from nbutils import metrics
 from nbutils.errors import InputError
 from nbutils.methods import dcn
 from nbutils.methods.torch_kmeans import kmeans
 from nbutils.models import AutoEncoder, UNetEncoder
-from nbutils.train import fit
+from nbutils.train import load_checkpoint, fit
 
 
 def test_dcn_count_update_matches_hand_worked_case():
@@ -96,8 +97,7 @@ def test_dcn_fit_separates_two_regions_and_resumes(tmp_path):
     assert metrics.ari(labels, ds.target.numpy()) > 0.7  # measured 0.89
     more = dcn.fit(ds, 2, epochs=3, lam=0.1, batch_size=4, checkpoint=ckpt, progress=False)
     assert [h["phase"] for h in more.history].count("dcn") == 3
-    loaded = dcn.load(ckpt)
-    torch.testing.assert_close(loaded.centres, more.centres.cpu())
+    torch.testing.assert_close(load_checkpoint(ckpt, "dcn")["centres"], more.centres.cpu())
 
 
 def test_checkpoint_of_another_shape_or_method_is_a_clear_error(tmp_path):
@@ -105,7 +105,7 @@ def test_checkpoint_of_another_shape_or_method_is_a_clear_error(tmp_path):
     pre = tmp_path / "pre.pt"
     fit(AutoEncoder(1, 8), dcn.reconstruction_loss, ds, epochs=1, checkpoint=pre, method="autoencoder", progress=False)
     with pytest.raises(InputError, match="checkpoint of method 'autoencoder', not 'dcn'"):
-        dcn.load(pre)
+        methods.load(pre, "dcn")
     ckpt = tmp_path / "dcn.pt"
     res = dcn.fit(ds, 2, pretrain_epochs=1, epochs=1, checkpoint=ckpt, progress=False)
     with pytest.raises(ValueError, match="takes 1 channel"):

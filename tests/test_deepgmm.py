@@ -4,6 +4,7 @@ import torch
 from scipy import stats
 from scipy.special import logsumexp
 
+from nbutils.train import load_checkpoint
 from nbutils.methods import deepgmm
 
 
@@ -157,9 +158,11 @@ def test_trained_mode_fits_resumes_and_predicts_unseen_images(tmp_path):
     first = deepgmm.fit(SliceDataset([vol]), 2, epochs=2, batch_size=2, checkpoint=ckpt, progress=False)
     result = deepgmm.fit(SliceDataset([vol]), 2, epochs=30, batch_size=2, checkpoint=ckpt, progress=False)
     assert result.history[:2] == first.history and result.history[-1]["nll"] < result.history[0]["nll"]
-    loaded = deepgmm.load(ckpt)
+    state = load_checkpoint(ckpt, "deepgmm")
+    network = deepgmm.build_model(**state["config"])
+    network.load_state_dict(state["model"])
     unseen, truth = two_region_image(seed=9)
-    p = deepgmm.predict(loaded, unseen[None])
+    p = deepgmm.probabilities(network, unseen[None])
     labels = deepgmm.hard_labels(p, unseen[None], np.ones((1, 24, 24), bool))[0]
     assert p.shape == (1, 2, 24, 24) and set(np.unique(labels)) == {1, 2}
     assert ((labels == 2) == truth).mean() > 0.95  # label 2: the brighter class on channel 0, the square

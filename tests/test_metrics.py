@@ -81,6 +81,36 @@ def test_label_free_lesion_uses_brain_and_largest_component():
     assert metrics.label_free_lesion(labels, flair, brain, largest_cc=False).sum() == 5
 
 
+def test_robust_z_hand_worked():
+    reference = np.array([1.0, 2.0, 3.0, 4.0, 100.0])  # median 3, |x - 3| = 2 1 0 1 97 -> MAD 1
+    np.testing.assert_allclose(metrics.robust_z([3.0, 4.4826, 0.0], reference), [0.0, 1.0, -3 / 1.4826])
+
+
+def test_lesion_clusters_take_the_brightest_and_every_hyperintense_one():
+    brain = np.ones((1, 1, 10), bool)
+    labels = np.array([[[1, 1, 1, 1, 1, 1, 2, 2, 3, 4]]])
+    flair = np.array([[[1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 1.5, 1.5, 5.0, 6.0]]])
+    # median 1.5, MAD 0.5 * 1.4826: means 1.333 (z -0.22), 1.5 (0), 5 (4.7), 6 (6.1)
+    np.testing.assert_array_equal(metrics.lesion_clusters(labels, flair, brain), [3, 4])
+    np.testing.assert_array_equal(metrics.lesion_clusters(labels, flair, brain, z=None), [4])
+    np.testing.assert_array_equal(metrics.lesion_clusters(labels, flair, brain, z=10.0), [4])
+
+
+def test_one_lesion_rule_prefers_a_compact_blob_to_a_larger_thin_ribbon():
+    brain = np.ones((2, 60, 60), bool)
+    labels = np.ones((2, 60, 60), int)
+    labels[:, 5, 2:58] = 2  # a cortical ribbon: 2 x 56 = 112 pixels, one pixel thick
+    labels[:, 20:27, 20:27] = 2  # a tumour: 2 x 49 = 98 pixels
+    flair = np.where(labels == 2, 0.9, 0.3)
+    tumour = np.zeros_like(brain)
+    tumour[:, 20:27, 20:27] = True
+    lesion = metrics.label_free_lesion(labels, flair, brain)  # opening radius round(0.02 * 67.7) = 1
+    np.testing.assert_array_equal(lesion, tumour)
+    plain = metrics.label_free_lesion(labels, flair, brain, opening=0)  # plain largest component: the ribbon
+    assert plain.sum() == 112 and plain[:, 5, 2:58].all()
+    assert metrics.label_free_lesion(labels, flair, brain, largest_cc=False).sum() == 210
+
+
 def test_tissue_dice_oracle_undoes_a_permutation():
     tissue = np.array([1, 1, 2, 2, 3, 3])
     labels = np.array([3, 3, 1, 1, 2, 2])
@@ -96,7 +126,7 @@ def test_summary_mean_median():
 
 def test_score_volumes_scores_each_volume():
     from nbutils.data.datasets import Volume
-    from nbutils.evaluation import score_volumes, summarise
+    from nbutils.evaluation import score_volumes, table
 
     target = np.zeros((2, 4, 4), bool)
     target[:, 1:3, 1:3] = True
@@ -107,5 +137,6 @@ def test_score_volumes_scores_each_volume():
     assert perfect.dice_label_free.item() == 1.0 and perfect.dice_oracle.item() == 1.0
     # the label-free rule still picks the bright cluster, whatever its number
     assert inverted.dice_label_free.item() == 1.0
-    table = summarise(pd.concat([perfect, inverted]))
-    assert list(table.index) == ["perfect", "inverted"] and table[("seconds_per_slice", "mean")].ge(0).all()
+    summary = table(pd.concat([perfect, inverted]))
+    assert list(summary.index) == ["perfect", "inverted"] and summary["s/volume"].ge(0).all()
+    assert (summary["volumes"] == 1).all() and (summary["lesion kept"] == 1.0).all()

@@ -2,8 +2,6 @@ import numpy as np
 import pytest
 
 from nbutils.data import preprocessing as pp
-from nbutils.data.phantom import flair_phantom
-from nbutils.data.datasets import from_phantom
 
 
 def test_normalize_max_and_percentile_clip():
@@ -42,23 +40,6 @@ def test_square_roundtrip_restores_labels():
     assert back.shape == labels.shape
     assert (back == labels).mean() > 0.97
     np.testing.assert_array_equal(pp.from_square(pp.to_square(labels, 30, 0), (30, 20)), labels)
-
-
-def test_head_mask_fills_holes():
-    vol = np.zeros((2, 21, 21), np.float32)
-    yy, xx = np.mgrid[:21, :21] - 10
-    vol[:, np.hypot(yy, xx) < 8] = 1.0
-    vol[:, 10, 10] = 0.0  # a hole
-    mask = pp.head_mask(vol)
-    assert mask[:, 10, 10].all() and mask.sum() == 2 * (np.hypot(yy, xx) < 8).sum()
-
-
-def test_brain_mask_removes_scalp_keeps_lesions():
-    vol = from_phantom(flair_phantom(1), slices_per_volume=10, size=96)
-    outside = (vol.brain & (vol.tissue == 0)).sum() / vol.brain.sum()
-    kept = (vol.brain & vol.target).sum() / vol.target.sum()
-    covered = (vol.brain & (vol.tissue > 0)).sum() / (vol.tissue > 0).sum()
-    assert kept > 0.95 and covered > 0.9 and outside < 0.1
 
 
 def test_cache_builds_once_and_keys_by_params(tmp_path):

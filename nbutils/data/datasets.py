@@ -11,10 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from nbutils.data import lgg as lgg_io
+from nbutils.data.brain import find_brain
 from nbutils.data.phantom import Phantom, flair_phantom
-from nbutils.data.preprocessing import brain_mask, cached, from_square, normalize, to_slices, to_square
+from nbutils.data.preprocessing import cached, from_square, normalize, to_slices, to_square
 
 
 @dataclasses.dataclass
@@ -27,6 +29,8 @@ class Volume:
     flair_channel: int = 0
     target: np.ndarray | None = None  # (S, H, W) bool lesion ground truth
     tissue: np.ndarray | None = None  # (S, H, W) uint8 tissue labels (0 bg, 1 CSF, 2 GM, 3 WM)
+    brain_mode: str = "none"  # how ``brain`` was made: "skull-stripped", "extract", "none" or "template"
+    brain_reason: str = ""  # why, in one line (see :func:`nbutils.data.brain.find_brain`)
 
     @property
     def flair(self) -> np.ndarray:
@@ -39,7 +43,7 @@ def square_volume(v: Volume, size: int) -> Volume:
     def sq(a, order):
         return None if a is None else to_square(a, size, order)
     image = np.moveaxis(to_square(np.moveaxis(v.image, 1, -1), size, 1), -1, 1)
-    return Volume(v.name, image, sq(v.brain, 0), v.flair_channel, sq(v.target, 0), sq(v.tissue, 0))
+    return dataclasses.replace(v, image=image, brain=sq(v.brain, 0), target=sq(v.target, 0), tissue=sq(v.tissue, 0))
 
 
 def at_size(volume: Volume, size: int, labeller) -> np.ndarray:
@@ -77,26 +81,30 @@ def stack_sequences(sequences: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def from_phantom(p: Phantom, slices_per_volume: int | None = None, size: int | None = None,
-                 sequences: tuple[str, ...] = ("flair",)) -> Volume:
+                 sequences: tuple[str, ...] = ("flair",), brain: str = "auto", device="cpu") -> Volume:
     """Axial slices of a phantom subject, optionally a central subset resized to ``size``.
 
     ``sequences`` picks and orders the channels (``"flair"``, ``"t1"``), each normalised to [0, 1]
-    on its own; the label-free rule reads FLAIR when it is there, and the brain mask comes from it.
+    on its own; the label-free rule reads FLAIR when it is there. The brain mask is found on the
+    whole 3D FLAIR volume as for any input (``brain``: see :func:`nbutils.data.brain.find_brain`),
+    then cut like the image.
     """
     unknown = [s for s in sequences if s not in PHANTOM_SEQUENCES]
     if unknown or not sequences:
         raise ValueError(f"unknown phantom sequences {unknown}; choose from {', '.join(PHANTOM_SEQUENCES)}")
+    name = f"phantom_{p.seed:03d}"
+    found = find_brain(to_slices(p.image), brain, name=name, device=device)
     keep = central_slices(p.brain_mask, slices_per_volume)
     arrays = {"flair": p.image, "t1": p.t1}
     channels = [to_slices(arrays[s])[keep] for s in sequences]
     lesion, tissue = (to_slices(a)[keep] for a in (p.lesion, p.tissue))
+    mask = found.mask[keep]
     if size is not None:
         channels = [to_square(c, size, order=1) for c in channels]
-        lesion = to_square(lesion, size, order=0)
-        tissue = to_square(tissue, size, order=0)
+        lesion, tissue, mask = (to_square(a, size, order=0) for a in (lesion, tissue, mask))
     image = stack_sequences({s: normalize(c) for s, c in zip(sequences, channels)})
     flair_channel = sequences.index("flair") if "flair" in sequences else 0
-    return Volume(f"phantom_{p.seed:03d}", image, brain_mask(image[:, flair_channel]), flair_channel, lesion, tissue)
+    return Volume(name, image, mask, flair_channel, lesion, tissue, found.mode, found.reason)
 
 
 def mni152_volume(slices_per_volume: int | None = None, size: int | None = None) -> Volume:
@@ -111,33 +119,41 @@ def mni152_volume(slices_per_volume: int | None = None, size: int | None = None)
     if size is not None:
         t1, brain, tissue = to_square(t1, size, order=1), to_square(brain, size, order=0), to_square(tissue, size, order=0)
     t1 = normalize(np.where(brain, t1, 0))
-    return Volume("mni152_t1", t1[:, None], brain.astype(bool), 0, None, tissue)
+    return Volume("mni152_t1", t1[:, None], brain.astype(bool), 0, None, tissue, "template",
+                  "the template's own brain mask")
 
 
-def from_lgg(v: lgg_io.LGGVolume, size: int | None = None) -> Volume:
-    """An LGG patient: 3 channels (pre-contrast, FLAIR, post-contrast), FLAIR is channel 1."""
-    image = v.image.astype(np.float32)
-    mask = v.mask
+def from_lgg(v: lgg_io.LGGVolume, size: int | None = None, brain: str = "auto", device="cpu",
+             channels: list[str] | None = None) -> Volume:
+    """An LGG patient: 3 channels (pre-contrast, FLAIR, post-contrast; FLAIR is channel 1), or those
+    named in ``channels`` (see :func:`nbutils.data.lgg.select_channels`). The brain mask is found on
+    the FLAIR slices at their own size (``brain``: see :func:`nbutils.data.brain.find_brain`), then
+    resized with the image to ``size``."""
+    found = find_brain(v.image[..., lgg_io.FLAIR_CHANNEL], brain, name=str(v.folder), device=device)
+    image, flair = (v.image, lgg_io.FLAIR_CHANNEL) if channels is None else lgg_io.select_channels(v, channels)
+    image, mask, target = image.astype(np.float32), found.mask, v.mask
     if size is not None:
         image = to_square(image, size, order=1)
-        mask = None if mask is None else to_square(mask, size, order=0)
+        mask = to_square(mask, size, order=0)
+        target = None if target is None else to_square(target, size, order=0)
     image = normalize(np.moveaxis(image, -1, 1))
-    flair = image[:, lgg_io.FLAIR_CHANNEL]
-    return Volume(v.patient, image, brain_mask(flair), lgg_io.FLAIR_CHANNEL, mask)
+    return Volume(v.patient, image, mask, 0 if flair is None else flair, target, None, found.mode, found.reason)
 
 
 def phantom_volumes(n_subjects: int, slices_per_volume: int | None, size: int | None,
                     seed: int = 0, cache_dir: str | Path | None = None,
-                    sequences: tuple[str, ...] = ("flair",)) -> list[Volume]:
+                    sequences: tuple[str, ...] = ("flair",), brain: str = "auto", device="cpu") -> list[Volume]:
     """``n_subjects`` phantom volumes (seeds ``seed``, ``seed+1``, ...) with the channels
     ``sequences``, cached as .npz when ``cache_dir`` is given (keyed by these parameters)."""
     sequences = tuple(sequences)
-    params = dict(kind="phantom", n=n_subjects, slices=slices_per_volume, size=size, seed=seed, version=1)
+    params = dict(kind="phantom", n=n_subjects, slices=slices_per_volume, size=size, seed=seed, brain=brain,
+                  version=2)
     if sequences != ("flair",):
         params["sequences"] = list(sequences)
 
     def build() -> dict:
-        vols = [from_phantom(flair_phantom(seed + i), slices_per_volume, size, sequences) for i in range(n_subjects)]
+        vols = [from_phantom(flair_phantom(seed + i), slices_per_volume, size, sequences, brain, device)
+                for i in tqdm(range(n_subjects), desc="phantom subjects", leave=False)]
         return _stack(vols)
 
     arrays = cached(cache_dir, "phantom", params, build) if cache_dir else build()
@@ -145,24 +161,44 @@ def phantom_volumes(n_subjects: int, slices_per_volume: int | None, size: int | 
 
 
 def lgg_volumes(folder: str | Path, size: int | None = None, patients: int | None = None,
-                cache_dir: str | Path | None = None) -> list[Volume]:
+                cache_dir: str | Path | None = None, brain: str = "auto", device="cpu") -> list[Volume]:
     """LGG patients as volumes, cached as .npz when ``cache_dir`` is given."""
-    params = dict(kind="lgg", folder=str(Path(folder).resolve()), size=size, patients=patients, version=1)
+    params = dict(kind="lgg", folder=str(Path(folder).resolve()), size=size, patients=patients, brain=brain,
+                  version=2)
 
     def build() -> dict:
-        return _stack([from_lgg(v, size) for v in lgg_io.load_lgg(folder, patients)])
+        return _stack([from_lgg(v, size, brain, device)
+                       for v in tqdm(lgg_io.load_lgg(folder, patients), desc="LGG patients", leave=False)])
 
     arrays = cached(cache_dir, "lgg", params, build) if cache_dir else build()
     return _unstack(arrays)
 
 
-def default_volumes(cfg) -> list[Volume]:
+HELD_OUT_SEED = 100  # held-out phantom subjects start at this seed offset: never trained on
+HELD_OUT_SUBJECTS = 5
+
+
+def default_volumes(cfg, sequences: tuple[str, ...] = ("flair",)) -> list[Volume]:
     """The notebooks' data: LGG patients resized to the profile size when ``cfg.lgg_path`` is set,
-    else ``cfg.n_subjects`` phantom subjects (built once, then read from the cache)."""
+    else ``cfg.n_subjects`` phantom subjects with ``sequences`` (built once, then read from the cache)."""
     if cfg.lgg_path is not None:
         return [square_volume(v, cfg.image_size) for v in lgg_volumes(cfg.lgg_path, cache_dir=cfg.cache_dir)]
     return phantom_volumes(cfg.n_subjects, cfg.slices_per_volume, cfg.image_size, seed=cfg.seed,
-                           cache_dir=cfg.cache_dir)
+                           cache_dir=cfg.cache_dir, sequences=sequences)
+
+
+def train_test_volumes(cfg, sequences: tuple[str, ...] = ("flair",)) -> tuple[list[Volume], list[Volume]]:
+    """(train, test) volumes for the notebooks that learn: the phantom's :func:`default_volumes` and
+    :data:`HELD_OUT_SUBJECTS` other subjects (seeds from ``cfg.seed + HELD_OUT_SEED``); with LGG data,
+    the first half of the patients (name order) and the other half (both the same single patient
+    when there is one)."""
+    if cfg.lgg_path is not None:
+        volumes = default_volumes(cfg)
+        half = max(1, len(volumes) // 2)
+        return volumes[:half], volumes[half:] or volumes[:half]
+    test = phantom_volumes(HELD_OUT_SUBJECTS, cfg.slices_per_volume, cfg.image_size, seed=cfg.seed + HELD_OUT_SEED,
+                           cache_dir=cfg.cache_dir, sequences=sequences)
+    return default_volumes(cfg, sequences), test
 
 
 def photo_volumes(names: list[str], size: int) -> list[Volume]:
@@ -175,7 +211,8 @@ def photo_volumes(names: list[str], size: int) -> list[Volume]:
         photo = getattr(data, name)()
         photo = photo[..., None] if photo.ndim == 2 else photo[..., :3]
         image = to_square(photo[None].astype(np.float32) / 255.0, size, order=1)
-        out.append(Volume(name, np.moveaxis(image, -1, 1), np.ones((1, size, size), bool), 0))
+        out.append(Volume(name, np.moveaxis(image, -1, 1), np.ones((1, size, size), bool), 0,
+                          brain_mode="none", brain_reason="a photo: every pixel"))
     return out
 
 
@@ -185,6 +222,8 @@ def _stack(volumes: list[Volume]) -> dict:
         names=np.array([v.name for v in volumes]),
         volume_index=np.concatenate([np.full(len(v.image), i) for i, v in enumerate(volumes)]),
         flair_channel=np.array([v.flair_channel for v in volumes]),
+        brain_mode=np.array([v.brain_mode for v in volumes]),
+        brain_reason=np.array([v.brain_reason for v in volumes]),
         image=np.concatenate([v.image for v in volumes]),
         brain=np.concatenate([v.brain for v in volumes]),
     )
@@ -202,6 +241,7 @@ def _unstack(arrays: dict) -> list[Volume]:
             str(name), arrays["image"][rows], arrays["brain"][rows], int(arrays["flair_channel"][i]),
             arrays["target"][rows] if "target" in arrays else None,
             arrays["tissue"][rows] if "tissue" in arrays else None,
+            str(arrays["brain_mode"][i]), str(arrays["brain_reason"][i]),
         ))
     return volumes
 
@@ -221,6 +261,14 @@ class SliceDataset(torch.utils.data.Dataset):
         self.brain = torch.from_numpy(np.concatenate([v.brain for v in volumes]))
         has_target = all(v.target is not None for v in volumes)
         self.target = torch.from_numpy(np.concatenate([v.target for v in volumes])) if has_target else None
+
+    @property
+    def channels(self) -> int:
+        return self.image.shape[1]
+
+    @property
+    def has_target(self) -> bool:
+        return self.target is not None
 
     def __len__(self) -> int:
         return len(self.image)

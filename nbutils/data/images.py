@@ -8,13 +8,21 @@ import numpy as np
 from PIL import Image
 
 from nbutils.data.io import atomic_path, check_volume
+from nbutils.data.nifti import GROUND_TRUTH as _GROUND_TRUTH
 from nbutils.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
-def image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def is_ground_truth(path: Path) -> bool:
+    """Images named like ground truth (mask, seg, label or gt as a word, e.g. ``cat_mask.png``)."""
+    return bool(_GROUND_TRUTH.search(Path(path).stem))
+
+
+def image_files(folder: Path, ground_truth: bool = False) -> list[Path]:
+    """The images of a folder, sorted: the inputs, or with ``ground_truth`` the masks."""
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and is_ground_truth(p) == ground_truth)
 
 
 def read_raw(path: Path) -> np.ndarray:
@@ -41,11 +49,14 @@ def load_image_folder(folder: str | Path) -> list[tuple[str, np.ndarray]]:
     folder = Path(folder)
     files = image_files(folder) if folder.is_dir() else []
     if not files:
-        raise InputError(folder, f"holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        masks = image_files(folder, ground_truth=True) if folder.is_dir() else []
+        raise InputError(folder, "holds only ground-truth images (mask, seg, label or gt in their names): never input"
+                         if masks else f"holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return [(p.stem, read_image(p)) for p in files]
 
 
 def write_png(path: Path, array: np.ndarray) -> None:
-    """Write a (H, W) uint8 array as PNG, atomically."""
+    """Write a (H, W) uint8 or uint16 array as an 8- or 16-bit PNG, atomically."""
+    array = np.asarray(array)
     with atomic_path(path) as tmp:
-        Image.fromarray(np.asarray(array, np.uint8)).save(tmp, format="PNG")
+        Image.fromarray(array if array.dtype == np.uint16 else array.astype(np.uint8)).save(tmp, format="PNG")

@@ -8,7 +8,9 @@ and not zero-padded.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import logging
 import re
 import warnings
 from pathlib import Path
@@ -18,7 +20,7 @@ import tifffile
 
 from nbutils.errors import InputError
 
-CHANNELS = ("pre-contrast", "FLAIR", "post-contrast")
+CHANNELS = ("pre-contrast", "flair", "post-contrast")  # names that --channels picks by (substrings)
 FLAIR_CHANNEL = 1
 _SLICE = re.compile(r"^(?P<patient>.+)_(?P<index>\d+)(?P<mask>_mask)?\.tiff?$", re.IGNORECASE)
 
@@ -35,16 +37,44 @@ class LGGVolume:
 
 
 def read_tif(path: Path) -> np.ndarray:
-    """A TIFF as an array; InputError naming the file when it cannot be read."""
+    """A TIFF as an array; InputError naming the file when it cannot be read (tifffile's own log
+    lines are silenced: the error says it)."""
+    log = logging.getLogger("tifffile")
+    level, log.level = log.level, logging.CRITICAL
     try:
-        return tifffile.imread(path)
+        array = tifffile.imread(path)
     except Exception as exc:  # tifffile raises several types for broken files
         raise InputError(path, f"not a readable TIFF file ({type(exc).__name__}: {exc})") from None
+    finally:
+        log.setLevel(level)
+    if array.size == 0:
+        raise InputError(path, "not a readable TIFF file (truncated: no image data)")
+    return array
 
 
 def is_lgg_patient(folder: Path) -> bool:
-    """True when ``folder`` holds ``<name>_<number>.tif`` slices."""
+    """True when ``folder`` holds ``<name>_<number>.tif`` slices (their ``_mask.tif`` alone do not count)."""
     return any(_SLICE.match(p.name) and not _SLICE.match(p.name)["mask"] for p in Path(folder).glob("*.tif*"))
+
+
+def is_mask_only(folder: Path) -> bool:
+    """True when ``folder`` holds LGG ``_mask.tif`` files but no slice images: ground truth, not input."""
+    return not is_lgg_patient(folder) and any(
+        (m := _SLICE.match(p.name)) and m["mask"] for p in Path(folder).glob("*.tif*"))
+
+
+def select_channels(v: LGGVolume, channels: list[str]) -> tuple[np.ndarray, int | None]:
+    """The image (S, H, W, C') with the channels named in ``channels`` (substrings of :data:`CHANNELS`,
+    e.g. ``["flair"]``), in that order, and the new position of FLAIR (None when it is not picked);
+    InputError naming the folder for an unknown name."""
+    picked = []
+    for want in channels:
+        hits = [i for i, n in enumerate(CHANNELS) if want.lower() in n]
+        if not hits:
+            raise InputError(v.folder, f"has no channel named like {want!r} (LGG channels: {', '.join(CHANNELS)})")
+        picked.append(hits[0])
+    flair = picked.index(FLAIR_CHANNEL) if FLAIR_CHANNEL in picked else None
+    return v.image[..., picked], flair
 
 
 def load_lgg_patient(folder: str | Path) -> LGGVolume:
@@ -61,10 +91,10 @@ def load_lgg_patient(folder: str | Path) -> LGGVolume:
         raise InputError(folder, "holds no LGG slice images (<patient>_<n>.tif)")
     order = sorted(images)
     slices = [read_tif(images[i]) for i in order]
-    first = slices[0].shape
+    usual = collections.Counter(a.shape for a in slices).most_common(1)[0][0]  # the odd slice is the bad one
     for i, array in zip(order, slices):
-        if array.shape != first or array.ndim not in (2, 3):
-            raise InputError(images[i], f"has shape {array.shape}, the first slice has {first}")
+        if array.shape != usual or array.ndim not in (2, 3):
+            raise InputError(images[i], f"has shape {array.shape}, the other slices have {usual}")
     image = np.stack([s if s.ndim == 3 else s[..., None] for s in slices])
     mask = None
     if masks:
@@ -82,18 +112,24 @@ def load_lgg_patient(folder: str | Path) -> LGGVolume:
     return LGGVolume(patient, [images[i].name.rsplit(".", 1)[0] for i in order], image, mask, folder)
 
 
+def lgg_patients(folder: str | Path, patients: int | None = None) -> list[Path]:
+    """The patient folders of a ``kaggle_3m`` root (name order, the first ``patients``), or the folder
+    itself when it is one patient; InputError naming the folder when it holds no slices."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(folder, "is not a folder")
+    if is_lgg_patient(folder):
+        return [folder]
+    subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and is_lgg_patient(p))
+    if not subfolders:
+        raise InputError(folder, "holds no LGG patient folders with <patient>_<n>.tif slices")
+    return subfolders[:patients]
+
+
 def load_lgg(folder: str | Path, patients: int | None = None) -> list[LGGVolume]:
     """Load a ``kaggle_3m`` root (one sub-folder per patient) or a single patient folder.
 
     ``patients`` keeps the first N patients in name order. Raises :class:`InputError` naming
     the folder when it holds no slices.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(folder, "is not a folder")
-    if is_lgg_patient(folder):
-        return [load_lgg_patient(folder)]
-    subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and is_lgg_patient(p))
-    if not subfolders:
-        raise InputError(folder, "holds no LGG patient folders with <patient>_<n>.tif slices")
-    return [load_lgg_patient(p) for p in subfolders[:patients]]
+    return [load_lgg_patient(p) for p in lgg_patients(folder, patients)]

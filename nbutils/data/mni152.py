@@ -12,9 +12,6 @@ import functools
 
 import numpy as np
 
-TISSUES = ("background", "CSF", "GM", "WM")  # label values 0, 1, 2, 3
-
-
 @dataclasses.dataclass(frozen=True)
 class MNI152:
     """The template in canonical RAS orientation, all arrays (X, Y, Z)."""

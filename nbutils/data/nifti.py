@@ -17,7 +17,7 @@ from nbutils.data.io import atomic_path, check_volume
 from nbutils.errors import InputError
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
-_GROUND_TRUTH = re.compile(r"(^|[_\-. ])(seg|label|labels|mask|gt)([_\-. ]|$)", re.IGNORECASE)
+GROUND_TRUTH = re.compile(r"(^|[_\-. ])(seg|label|labels|mask|gt)([_\-. ]|$)", re.IGNORECASE)
 
 
 def is_nifti(path: Path) -> bool:
@@ -35,7 +35,7 @@ def stem(path: Path) -> str:
 
 def is_ground_truth(path: Path) -> bool:
     """Files whose names contain seg, label, mask or gt as a word are ground truth, never input."""
-    return bool(_GROUND_TRUTH.search(stem(path)))
+    return bool(GROUND_TRUTH.search(stem(path)))
 
 
 @dataclasses.dataclass
@@ -48,6 +48,11 @@ class NiftiCase:
     affine: np.ndarray  # canonical affine
     reference: nib.Nifti1Image  # the first input file as read: its orientation, affine, shape
     target: np.ndarray | None  # (X, Y, Z) bool lesion (seg > 0), canonical, when a seg file exists
+
+    @property
+    def has_flair(self) -> bool:
+        """Whether a channel's name contains "flair"."""
+        return any("flair" in n.lower() for n in self.channel_names)
 
     @property
     def flair_channel(self) -> int:
@@ -64,7 +69,7 @@ class NiftiCase:
 
 
 def read_nifti(path: Path) -> nib.Nifti1Image:
-    """Read a NIfTI file fully, canonical orientation; 4D with one volume is squeezed to 3D."""
+    """Read a NIfTI file fully; 4D with one volume is squeezed to 3D; any other shape but 3D is an InputError."""
     try:
         img = nib.load(str(path))
         data = np.asanyarray(img.dataobj)
@@ -72,8 +77,10 @@ def read_nifti(path: Path) -> nib.Nifti1Image:
         raise InputError(path, f"not a readable NIfTI file ({exc})") from None
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
-    img = nib.Nifti1Image(data, img.affine, img.header)
-    return img
+    if data.ndim != 3:
+        raise InputError(path, f"is {data.ndim}D with shape {tuple(data.shape)}; a 3D volume is expected "
+                               "(4D only with a single volume)")
+    return nib.Nifti1Image(data, img.affine, img.header)
 
 
 def write_nifti(path: Path, img: nib.Nifti1Image) -> None:

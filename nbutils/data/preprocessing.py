@@ -1,8 +1,8 @@
-"""Preprocessing: normalisation, head and brain masks, slicing, squaring, and an .npz cache.
+"""Preprocessing: normalisation, slicing, squaring, and an .npz cache.
 
 This is the original DCN-segmentation code's preprocessing made explicit: per-volume max
-normalisation to [0, 1] (optional percentile clipping first), a brain mask, 2D slices along one
-axis, crop/pad and resize to a square size.
+normalisation to [0, 1] (optional percentile clipping first), 2D slices along one axis, crop/pad and
+resize to a square size. The brain mask has its own module, :mod:`nbutils.data.brain`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 from scipy import ndimage
-from skimage import filters, morphology, transform
+from skimage import transform
 
 from nbutils.data.io import save_npz
 
@@ -40,62 +40,15 @@ def normalize(volume: np.ndarray, clip_percentiles: tuple[float, float] | None =
     return volume / peak
 
 
-def _largest_component(mask: np.ndarray) -> np.ndarray:
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest connected component (face connectivity, any dimension) of a boolean mask."""
+    mask = np.asarray(mask, bool)
     labels, n = ndimage.label(mask)
     if n <= 1:
-        return mask.astype(bool)
+        return mask
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     return labels == sizes.argmax()
-
-
-def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest connected component (face connectivity, any dimension) of a boolean mask."""
-    return _largest_component(np.asarray(mask, bool))
-
-
-def head_mask(volume: np.ndarray, threshold: float | None = None) -> np.ndarray:
-    """Head (everything that is not air) of a (S, H, W) volume.
-
-    Threshold at ``threshold`` (default: Otsu over the volume, halved to keep dark skull),
-    fill holes slice by slice, keep the largest 3D component. Returns bool (S, H, W).
-    """
-    volume = np.asarray(volume, np.float32)
-    t = 0.5 * filters.threshold_otsu(volume) if threshold is None else threshold
-    mask = volume > t
-    mask = np.stack([ndimage.binary_fill_holes(m) for m in mask])
-    return _largest_component(mask)
-
-
-def brain_mask(flair: np.ndarray, rim: float = 0.04, opening: int = 2) -> np.ndarray:
-    """Brain extraction for FLAIR slices that are NOT skull-stripped, per volume.
-
-    ``flair`` is (S, H, W). In FLAIR the bright scalp is cut off from the brain by the dark
-    skull (and CSF). Steps: the head mask; tissue = pixels above the lowest 3-class Otsu
-    threshold inside the head; a binary opening with a disk of ``opening`` pixels cuts thin
-    bridges; on each slice, drop the tissue components that reach the head's outer ``rim``
-    (a fraction of the head's equivalent radius: scalp, skin); keep the largest 3D component
-    over the volume; fill holes slice by slice. Returns bool (S, H, W).
-    """
-    flair = np.asarray(flair, np.float32)
-    head = head_mask(flair)
-    if head.sum() < 100:
-        return head
-    dark = filters.threshold_multiotsu(flair[head], classes=3)[0]
-    disk = morphology.disk(opening)
-    out = np.zeros_like(head)
-    for s, h in enumerate(head):
-        if h.sum() < 50:
-            continue
-        depth = ndimage.distance_transform_edt(h)
-        outer = h & (depth <= max(rim * np.sqrt(h.sum() / np.pi), 1.0))
-        tissue = ndimage.binary_opening(h & (flair[s] > dark), disk)
-        parts, n = ndimage.label(tissue)
-        touching = np.unique(parts[outer & tissue])
-        out[s] = tissue & ~np.isin(parts, touching[touching > 0])
-    out = _largest_component(out)
-    out = np.stack([ndimage.binary_fill_holes(ndimage.binary_dilation(m, disk) & h) for m, h in zip(out, head)])
-    return out
 
 
 def to_slices(volume: np.ndarray, axis: int = 2) -> np.ndarray:

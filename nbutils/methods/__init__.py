@@ -1,71 +1,63 @@
-"""The method registry: a name on the command line -> a function ``(volume, options) -> labels``.
-
-A method returns cluster labels (S, H, W) int, 0 meaning "not clustered" (outside the mask).
-A new method is one module plus one line here.
-"""
+"""The method registry: one line per method. Every method has the interface of
+:mod:`nbutils.methods.base` (options, ``labels``, and for the methods that learn ``fit`` / ``load``)."""
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Callable
+import os
 
-import numpy as np
+from nbutils.methods.acwe import ACWE
+from nbutils.methods.base import Method, Model, TrainableMethod
+from nbutils.methods.classical import (ChanVeseMethod, GMMMethod, KMeansMethod, MorphChanVeseMethod, OtsuMethod,
+                                       ZScoreMethod)
+from nbutils.methods.cuts import CUTS
+from nbutils.methods.dcn import DCN
+from nbutils.methods.deepgmm import DeepGMM
+from nbutils.methods.felzenszwalb import Felzenszwalb
+from nbutils.methods.slic import SLIC
+from nbutils.methods.supervised import UNet
+from nbutils.train import load_checkpoint
 
-from nbutils.data.datasets import Volume
-from nbutils.methods import acwe, classical, cuts, dcn, deepgmm, supervised
-
-
-@dataclasses.dataclass
-class SegmentOptions:
-    k: int = 4
-    seed: int = 0
-    device: str = "auto"
-    profile: str = "ci"
-    checkpoint: str | None = None
-    channels: list[int] | None = None  # channels to cluster; None = all
-    labels: int = 0  # labelled slices for training (ACWE mode 2); 0 = unsupervised
-    stage2: str = "condensation"  # CUTS stage 2: kmeans, spectral or condensation
-    variant: str = "deepG"  # deep GMM: deepG or deepSVG
-    mode: str = "per-image"  # deep GMM: per-image or trained
-
-
-Segmenter = Callable[[Volume, SegmentOptions], np.ndarray]
-
-METHODS: dict[str, Segmenter] = {
-    "kmeans": lambda v, o: classical.kmeans(v.image, v.brain, k=o.k, channels=o.channels, seed=o.seed),
-    "gmm": lambda v, o: classical.gmm(v.image, v.brain, k=o.k, channels=o.channels, seed=o.seed),
-    "otsu": lambda v, o: classical.otsu(v.image, v.brain, k=o.k, channel=v.flair_channel),
-    "zscore": lambda v, o: classical.robust_zscore(v.image, v.brain, channel=v.flair_channel),
-    "chan-vese": lambda v, o: classical.chan_vese(v.image, v.brain, channel=v.flair_channel),
-    "morph-chan-vese": lambda v, o: classical.morphological_chan_vese(v.image, v.brain, channel=v.flair_channel),
-    "dcn": lambda v, o: dcn.segment(v, o.k, profile=o.profile, device=o.device, checkpoint=o.checkpoint, seed=o.seed),
-    "acwe": lambda v, o: acwe.segment(v, profile=o.profile, device=o.device, checkpoint=o.checkpoint, seed=o.seed),
-    "cuts": lambda v, o: cuts.segment(v, o.k, stage2=o.stage2, profile=o.profile, device=o.device,
-                                      checkpoint=o.checkpoint, seed=o.seed),
-    "deepgmm": lambda v, o: deepgmm.segment(v, o.k, variant=o.variant, mode=o.mode, profile=o.profile,
-                                            device=o.device, checkpoint=o.checkpoint, seed=o.seed),
-    "unet": lambda v, o: supervised.segment(v, profile=o.profile, device=o.device, checkpoint=o.checkpoint),
-}
-
-SUPERVISED = {"unet"}  # trained on labels: segment needs a checkpoint
-
-TRAINERS = {
-    "dcn": lambda volumes, o, ckpt: dcn.train(volumes, o.k, profile=o.profile, device=o.device, checkpoint=ckpt,
-                                            seed=o.seed),
-    "acwe": lambda volumes, o, ckpt: acwe.train(volumes, n_labelled=o.labels, profile=o.profile, device=o.device,
-                                              checkpoint=ckpt, seed=o.seed),
-    "cuts": lambda volumes, o, ckpt: cuts.train(volumes, profile=o.profile, device=o.device, checkpoint=ckpt,
-                                              seed=o.seed),
-    "deepgmm": lambda volumes, o, ckpt: deepgmm.train(volumes, o.k, variant=o.variant, profile=o.profile,
-                                                    device=o.device, checkpoint=ckpt, seed=o.seed),
-    "unet": lambda volumes, o, ckpt: supervised.train(volumes, profile=o.profile, device=o.device, checkpoint=ckpt,
-                                                      seed=o.seed),
-}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (
+    KMeansMethod,
+    GMMMethod,
+    OtsuMethod,
+    ZScoreMethod,
+    ChanVeseMethod,
+    MorphChanVeseMethod,
+    Felzenszwalb,
+    SLIC,
+    DCN,
+    ACWE,
+    CUTS,
+    DeepGMM,
+    UNet,
+)}
 
 
-def get(name: str) -> Segmenter:
-    """The segmenter registered as ``name``; a ValueError lists the known names otherwise."""
+def get(name: str, profile: str = "full", common: dict | None = None, **options) -> Method:
+    """The method registered as ``name`` with the options of ``profile``, then those of ``common`` that
+    it has (e.g. ``{"k": 4, "seed": 0}`` for many methods at once), then ``options``; a ValueError
+    lists the known names, or the method's options."""
     try:
-        return METHODS[name]
+        cls = METHODS[name]
     except KeyError:
-        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(sorted(METHODS))}") from None
+        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}") from None
+    shared = {k: v for k, v in (common or {}).items() if k in cls.Options.__dataclass_fields__}
+    return cls.for_profile(profile, **{**shared, **options})
+
+
+def load(path: str | os.PathLike, name: str | None = None, device="cpu", **options) -> Model:
+    """The model of a checkpoint, with the options it was trained with and ``options`` on top (which
+    must not change its training: InputError naming the file and the options that differ). ``name``,
+    when given, must be the checkpoint's method."""
+    state = load_checkpoint(path, name)
+    method = METHODS.get(state.get("method"))
+    if method is None or not issubclass(method, TrainableMethod):
+        from nbutils.errors import InputError
+
+        raise InputError(path, f"holds no model of a known method ({state.get('method')!r})")
+    stored = {k: v for k, v in state.get("options", {}).items() if k in {f for f in method.Options.__dataclass_fields__}}
+    return method(method.Options(**{**stored, **{k: v for k, v in options.items() if v is not None}})).load(path, device)
+
+
+__all__ = ["METHODS", "Method", "Model", "TrainableMethod", "get", "load"]

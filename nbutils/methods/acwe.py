@@ -1,7 +1,7 @@
 """CNN segmentation with the active contour without edges (ACWE, Chan-Vese) loss.
 
 Chen & Frey, "Medical image segmentation via unsupervised convolutional neural network",
-MIDL 2020 (DESIGN 4.3). A network maps the image to y in [0, 1] per pixel (sigmoid) and is trained on
+MIDL 2020, arXiv:2001.10155. A network maps the image to y in [0, 1] per pixel (sigmoid) and is trained on
 
     c_in = sum(y x) / (sum y + eps),   c_out = sum((1 - y) x) / (sum(1 - y) + eps)
     L = sum y (x - c_in)^2 + sum (1 - y)(x - c_out)^2 + mu * sum |grad y| + nu * sum y
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import ClassVar
 import warnings
 from pathlib import Path
 
@@ -23,15 +24,18 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from nbutils import config, metrics
-from nbutils.data.datasets import SliceDataset, Volume, at_size, square_volume
+from nbutils import metrics
+from nbutils.data.datasets import SliceDataset
+from nbutils.methods.base import (DeepModel, DeepOptions, TrainableMethod, check_checkpoint, option,
+                                  training_state)
 from nbutils.models import FullResCNN, UNetEncoder
 from nbutils.runtime import batched
 from nbutils.train import fit as train_fit
-from nbutils.train import load_checkpoint
 
 MODES = ("unsupervised", "finetune", "joint", "joint-all")  # the paper's modes 1-4
+ARCHITECTURES = ("resnet", "unet")
 EPS = 1e-8
+PRETRAIN = ".pretrain"  # suffix of the ACWE checkpoint of mode 2 before its fine-tuning
 
 
 def _weights(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -66,7 +70,7 @@ def total_variation(y: torch.Tensor, eps: float = EPS) -> torch.Tensor:
 
 def acwe_terms(y: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None,
                eps: float = EPS) -> dict[str, torch.Tensor]:
-    """The ACWE terms per image, each (N,), as sums over pixels (DESIGN 4.3).
+    """The ACWE terms per image, each (N,), as sums over pixels (Chen & Frey 2020, eq. 2-3; Chan & Vese 2001).
 
     y (N, 1, H, W) in [0, 1]; x (N, C, H, W) (channels add up, as in vector-valued Chan-Vese);
     mask (N, H, W) restricts the region terms and the area to the mask, and the length term to
@@ -199,7 +203,7 @@ def choose_labelled(dataset: SliceDataset, n: int | None, seed: int = 0) -> list
 
     Asking for more slices than exist warns and uses them all. Needs the dataset's targets.
     """
-    if dataset.target is None:
+    if not dataset.has_target:
         raise ValueError("labelled training needs ground-truth masks, and some volumes have none")
     total = len(dataset)
     if n is None or n >= total:
@@ -211,8 +215,7 @@ def choose_labelled(dataset: SliceDataset, n: int | None, seed: int = 0) -> list
 
 def _check_slices(dataset: SliceDataset) -> None:
     """Warn about constant slices: ACWE has nothing to separate there (the loss stays finite)."""
-    flat = dataset.image.reshape(len(dataset), -1)
-    constant = int(((flat.max(1).values - flat.min(1).values) == 0).sum())
+    constant = sum(int(item["image"].max() == item["image"].min()) for item in dataset)
     if constant:
         warnings.warn(f"{constant} of {len(dataset)} slices are constant; ACWE has nothing to separate there",
                       stacklevel=3)
@@ -222,21 +225,21 @@ def fit(dataset: SliceDataset, *, mode: str = "unsupervised", n_labelled: int | 
         nu: float = 0.0, alpha: float = 1.0, label_loss: str = "dice", channel: int = 0, arch: str = "resnet",
         epochs: int = 30, finetune_epochs: int | None = None, batch_size: int = 8, lr: float = 1e-2,
         use_mask: bool = True, device="cpu", checkpoint: str | os.PathLike | None = None, resume: bool = True,
-        seed: int = 0, progress: bool = True) -> ACWEResult:
+        seed: int = 0, progress: bool = True, extra: dict | None = None) -> ACWEResult:
     """Train the ACWE network on a dataset of ``{"image", "brain"[, "target"]}`` slices in one of
     :data:`MODES`. The network sees every channel; the ACWE terms read channel ``channel`` inside the
     brain mask (``use_mask``). ``n_labelled`` slices (modes finetune and joint) are chosen by
     :func:`choose_labelled`; mode finetune trains ``epochs`` on ACWE, then ``finetune_epochs``
     (default ``epochs``) on the label loss alone over the labelled slices, repeated so that an
     epoch holds as many slices as the dataset. Checkpoints are written
-    atomically every epoch and resumed with ``resume``.
+    atomically every epoch (with ``extra``) and resumed with ``resume``.
     """
     if mode not in MODES:
         raise ValueError(f"unknown ACWE mode {mode!r}; choose one of {', '.join(MODES)}")
     _check_slices(dataset)
     torch.manual_seed(seed)
-    model = build_model(dataset.image.shape[1], 1, arch)
-    extra = dict(config=model.config)
+    model = build_model(dataset.channels, 1, arch)
+    extra = dict(config=model.config, **(extra or {}))
     labelled: list[int] = []
     if mode != "unsupervised":
         labelled = choose_labelled(dataset, None if mode == "joint-all" else n_labelled, seed)
@@ -264,7 +267,7 @@ def fit(dataset: SliceDataset, *, mode: str = "unsupervised", n_labelled: int | 
         rows = train_fit(model, acwe_step, dataset, epochs=epochs, checkpoint=checkpoint, method="acwe", **common)
         history = [dict(phase="acwe", **r) for r in rows]
     elif mode == "finetune":
-        pre = None if checkpoint is None else Path(str(checkpoint) + ".pretrain")
+        pre = None if checkpoint is None else Path(str(checkpoint) + PRETRAIN)
         rows = train_fit(model, acwe_step, dataset, epochs=epochs, checkpoint=pre, method="acwe-pretrain", **common)
         history = [dict(phase="acwe", **r) for r in rows]
         repeats = -(-len(dataset) // len(labelled))  # an epoch of as many slices as an ACWE epoch
@@ -288,7 +291,7 @@ def fit_rfcm(dataset: SliceDataset, k: int = 3, *, beta: float = 0.001, q: float
         raise ValueError(f"k must be at least 2, got {k}")
     _check_slices(dataset)
     torch.manual_seed(seed)
-    model = build_model(dataset.image.shape[1], k, arch)
+    model = build_model(dataset.channels, k, arch)
 
     def step(m, batch):
         x = batch["image"]
@@ -307,16 +310,6 @@ def rfcm_labels(model: torch.nn.Module, image: np.ndarray, brain: np.ndarray, ba
     a class no pixel takes gets no number)."""
     assign = torch.cat([out.argmax(1).cpu() for out in batched(model, image, batch_size)]).numpy()
     return metrics.labels_by_brightness(assign[brain], np.moveaxis(image, 1, -1)[brain], brain)
-
-
-def load(path: str | os.PathLike, device="cpu") -> ACWEResult:
-    """A trained ACWE network from its checkpoint (``weights_only``; InputError if not an ACWE one)."""
-    state = load_checkpoint(path, "acwe")
-    if "config" not in state:
-        raise ValueError(f"{path}: the ACWE checkpoint holds no network configuration")
-    model = build_model(**state["config"])
-    model.load_state_dict(state["model"])
-    return ACWEResult(model.to(device).eval(), list(state["history"]), [])
 
 
 @torch.no_grad()
@@ -341,23 +334,49 @@ def predict(result: ACWEResult, image: np.ndarray, brain: np.ndarray | None = No
     return regions(probabilities(result.model, image, batch_size), brain)
 
 
-def train(volumes: list[Volume], *, n_labelled: int = 0, profile: str = "ci", device="cpu", mu: float = 0.0,
-          nu: float = 0.0, checkpoint: str | os.PathLike | None = None, seed: int = 0,
-          progress: bool = True) -> ACWEResult:
-    """Mode 1 (``n_labelled=0``) or mode 2 (ACWE, then fine-tuning on ``n_labelled`` slices) on
-    volumes at the profile's image size and epochs; resumable from ``checkpoint``."""
-    settings = config.PROFILES[profile]
-    squared = [square_volume(v, settings["image_size"]) for v in volumes]
-    return fit(SliceDataset(squared), mode="finetune" if n_labelled else "unsupervised", n_labelled=n_labelled,
-               mu=mu, nu=nu, channel=squared[0].flair_channel, epochs=settings["acwe_epochs"],
-               batch_size=settings["batch_size"], device=device, checkpoint=checkpoint, seed=seed, progress=progress)
+@dataclasses.dataclass(frozen=True)
+class ACWEOptions(DeepOptions):
+    mode: str = option("unsupervised", "unsupervised (the paper's mode 1), finetune (2: then the label loss on "
+                       "--labels slices), joint (3: ACWE + label loss), joint-all (4: every slice labelled)",
+                       choices=MODES)
+    labels: int = option(10, "labelled slices drawn from the masks (modes finetune and joint)", low=1)
+    mu: float = option(0.0, "weight of the contour length", low=0.0)
+    nu: float = option(0.0, "weight of the area", low=0.0)
+    epochs: int = option(100, "training epochs (and again for fine-tuning)", low=1, train=False)
+    lr: float = option(1e-2, "Adam learning rate", low=0.0)
+    arch: str = option("resnet", "network: the paper's full-resolution residual CNN, or a U-Net", choices=ARCHITECTURES)
+
+    ci: ClassVar[dict] = {**DeepOptions.ci, "epochs": 30}
 
 
-def segment(volume: Volume, *, profile: str = "ci", device="cpu", checkpoint=None, seed: int = 0,
-            progress: bool = True) -> np.ndarray:
-    """Labels (S, H, W) (1, 2 inside the brain) for one volume: with a trained ``checkpoint``, or
-    training mode 1 on the volume itself, at the profile's image size, mapped back."""
-    result = load(checkpoint, device) if checkpoint else train([volume], profile=profile, device=device, seed=seed,
-                                                               progress=progress)
-    return at_size(volume, config.PROFILES[profile]["image_size"],
-                   lambda v: predict(result, v.image, v.brain))
+class ACWEModel(DeepModel):
+    """A trained ACWE network: two regions, y > 0.5 and the rest."""
+
+    def square_labels(self, volume) -> np.ndarray:
+        return regions(probabilities(self.network, volume.image, self.options.batch_size), volume.brain)
+
+
+class ACWE(TrainableMethod):
+    name, title, Options, Model = "acwe", "ACWE", ACWEOptions, ACWEModel
+    reference = "Chen & Frey, MIDL 2020, arXiv:2001.10155; Chan & Vese, IEEE TIP 2001, doi:10.1109/83.902291"
+
+    @property
+    def supervised(self) -> bool:
+        """Modes 2-4 learn from lesion masks."""
+        return self.options.mode != "unsupervised"
+
+    def network(self, config: dict) -> torch.nn.Module:
+        return build_model(**config)
+
+    def fit(self, volumes, *, device="cpu", checkpoint=None, restart=False, progress=True) -> ACWEModel:
+        o = self.options
+        dataset, print_ = self.training_set(volumes)
+        if self.supervised and not dataset.has_target:
+            raise ValueError(f"acwe mode {o.mode} learns from lesion masks, and some volumes have none")
+        check_checkpoint(checkpoint, self, print_, restart, sidecars=(PRETRAIN,))
+        extra = training_state(self, print_)
+        result = fit(dataset, mode=o.mode, n_labelled=o.labels, mu=o.mu, nu=o.nu, channel=dataset.flair_channel,
+                     arch=o.arch, epochs=o.epochs, batch_size=o.batch_size, lr=o.lr, device=device,
+                     checkpoint=checkpoint, seed=o.seed, progress=progress, extra=extra)
+        state = dict(config=result.model.config, history=result.history, labelled=result.labelled, **extra)
+        return ACWEModel(self, state, device, result.model)

@@ -1,12 +1,15 @@
 """Classical baselines on intensities: k-means, a Gaussian mixture (EM), Otsu, robust z-score,
 and the two-region Chan-Vese active contours of scikit-image.
 
-Each takes a volume (S, C, H, W) in [0, 1] and its brain mask (S, H, W) and returns cluster
+Each function takes a volume (S, C, H, W) in [0, 1] and its brain mask (S, H, W) and returns cluster
 labels (S, H, W) int64: 0 outside the mask, 1..K inside, clusters sorted by mean intensity of
-the first channel used (so label K is the brightest).
+the first channel used (so label K is the brightest). The :class:`~nbutils.methods.base.Method`
+classes at the end put them behind the one method interface.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 from skimage import filters, segmentation
@@ -14,6 +17,11 @@ from sklearn.cluster import KMeans
 from sklearn.mixture import GaussianMixture
 
 from nbutils import metrics
+from nbutils.data.datasets import Volume
+from nbutils.methods.base import Method, Options, option
+
+MAX_FIT_POINTS = 200_000  # k-means and EM fit on at most this many random brain pixels, then label all
+SEQUENCES = ("flair", "all")
 
 
 def _features(image: np.ndarray, mask: np.ndarray, channels) -> np.ndarray:
@@ -28,7 +36,7 @@ def _subsample(n: int, max_points: int, seed: int) -> np.ndarray:
 
 
 def kmeans(image: np.ndarray, mask: np.ndarray, k: int = 4, channels=None, seed: int = 0,
-           max_points: int = 200_000) -> np.ndarray:
+           max_points: int = MAX_FIT_POINTS) -> np.ndarray:
     """k-means (k-means++, sklearn) on the intensities inside ``mask``.
 
     Fitted on at most ``max_points`` random pixels, then every pixel gets its nearest centre.
@@ -40,7 +48,7 @@ def kmeans(image: np.ndarray, mask: np.ndarray, k: int = 4, channels=None, seed:
 
 
 def gmm(image: np.ndarray, mask: np.ndarray, k: int = 4, channels=None, seed: int = 0,
-        max_points: int = 200_000) -> np.ndarray:
+        max_points: int = MAX_FIT_POINTS) -> np.ndarray:
     """Gaussian mixture (diagonal covariances, EM, sklearn) on the intensities inside ``mask``."""
     x = _features(image, mask, channels)
     _check_k(x, k)
@@ -119,3 +127,92 @@ def _check_k(x: np.ndarray, k: int) -> None:
         raise ValueError(f"k must be at least 2, got {k}")
     if len(x) < k:
         raise ValueError(f"only {len(x)} pixels inside the mask, fewer than k={k} clusters")
+
+
+# ------------------------------------------------------------------ the method interface
+
+
+def _channels(volume: Volume, sequences: str) -> list[int] | None:
+    return [volume.flair_channel] if sequences == "flair" else None
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterOptions(Options):
+    k: int = option(4, "clusters", low=2)
+    seed: int = option(0, "random seed (starts, subsample)", low=0)
+    sequences: str = option("flair", "cluster the FLAIR channel alone, or every channel", choices=SEQUENCES)
+
+
+class KMeansMethod(Method):
+    name, title, Options = "kmeans", "k-means", ClusterOptions
+    reference = "Lloyd, IEEE Trans. Inf. Theory 1982, doi:10.1109/TIT.1982.1056489; k-means++: Arthur & Vassilvitskii, SODA 2007"
+
+    def labels(self, volume, *, device="cpu", progress=True):
+        o = self.options
+        return kmeans(volume.image, volume.brain, o.k, _channels(volume, o.sequences), o.seed)
+
+
+class GMMMethod(Method):
+    name, title, Options = "gmm", "GMM", ClusterOptions
+    reference = "Dempster, Laird, Rubin, J. R. Stat. Soc. B 1977 (EM), doi:10.1111/j.2517-6161.1977.tb01600.x"
+
+    def labels(self, volume, *, device="cpu", progress=True):
+        o = self.options
+        return gmm(volume.image, volume.brain, o.k, _channels(volume, o.sequences), o.seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class OtsuOptions(Options):
+    k: int = option(4, "classes (k - 1 thresholds on FLAIR)", low=2, high=32)
+
+
+class OtsuMethod(Method):
+    name, title, Options = "otsu", "Otsu", OtsuOptions
+    reference = "Otsu, IEEE Trans. SMC 1979, doi:10.1109/TSMC.1979.4310076; multi-level: Liao et al., J. Inf. Sci. Eng. 2001"
+
+    def labels(self, volume, *, device="cpu", progress=True):
+        return otsu(volume.image, volume.brain, self.options.k, volume.flair_channel)
+
+
+@dataclasses.dataclass(frozen=True)
+class ZScoreOptions(Options):
+    threshold: float = option(3.0, "FLAIR above median + threshold * MAD (robust SDs) is lesion", low=0.0)
+
+
+class ZScoreMethod(Method):
+    name, title, Options = "zscore", "robust z-score", ZScoreOptions
+    reference = "robust z-score of FLAIR inside the brain (median and MAD: Hampel, JASA 1974, doi:10.2307/2285666)"
+
+    def labels(self, volume, *, device="cpu", progress=True):
+        return robust_zscore(volume.image, volume.brain, self.options.threshold, volume.flair_channel)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChanVeseOptions(Options):
+    mu: float = option(0.25, "weight of the contour length", low=0.0)
+    max_num_iter: int = option(200, "most level-set iterations per slice", low=1)
+    tol: float = option(1e-3, "stop when the level set changes by less than this", low=0.0)
+
+
+class ChanVeseMethod(Method):
+    name, title, Options = "chan-vese", "Chan-Vese", ChanVeseOptions
+    reference = "Chan & Vese, IEEE TIP 2001, doi:10.1109/83.902291 (skimage.segmentation.chan_vese)"
+
+    def labels(self, volume, *, device="cpu", progress=True):
+        o = self.options
+        return chan_vese(volume.image, volume.brain, volume.flair_channel, o.mu, o.max_num_iter, o.tol)
+
+
+@dataclasses.dataclass(frozen=True)
+class MorphChanVeseOptions(Options):
+    num_iter: int = option(100, "morphological ACWE iterations per slice", low=1)
+    smoothing: int = option(1, "smoothing steps per iteration", low=0)
+
+
+class MorphChanVeseMethod(Method):
+    name, title, Options = "morph-chan-vese", "morph. Chan-Vese", MorphChanVeseOptions
+    reference = "Marquez-Neila, Baumela, Alvarez, IEEE TPAMI 2014, doi:10.1109/TPAMI.2013.106"
+
+    def labels(self, volume, *, device="cpu", progress=True):
+        o = self.options
+        return morphological_chan_vese(volume.image, volume.brain, volume.flair_channel, o.num_iter, o.smoothing)

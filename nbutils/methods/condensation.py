@@ -1,7 +1,7 @@
 """Diffusion condensation in torch, in bounded memory: the hierarchy that CUTS's stage 2 cuts.
 
 Brugnone, Gao, Moon et al., "Coarse graining of data via inhomogeneous diffusion condensation",
-IEEE Big Data 2019; used by CUTS (Liu, Amodio et al. 2024). DESIGN 4.4. Points X (N, d) with
+IEEE Big Data 2019, arXiv:1907.04463; used by CUTS (Liu, Amodio et al., MICCAI 2024, arXiv:2209.11359). Points X (N, d) with
 weights w (the sizes of the clusters they stand for):
 
     K_ij = w_j exp(-|x_i - x_j|^2 / eps^2),   P = D^-1 K,   X <- P X.
@@ -270,7 +270,7 @@ def condense(
         raise ValueError(f"the points hold {bad} NaN or infinite values; condensation needs finite embeddings")
     n = len(x)
     if max_points is not None and n > max_points:
-        x, weights, point_of = coarse_grain(x, max_points, seed)
+        x, weights, point_of = coarse_grain(x, max_points, seed=seed)
     else:
         weights, point_of = torch.ones(n, device=x.device), torch.arange(n, device=x.device)
     if eps is None or threshold is None:

@@ -1,7 +1,7 @@
 """CUTS: contrastive pixel-patch embeddings (stage 1) cut into segmentations (stage 2).
 
 Liu, Amodio, Shen et al., "CUTS: A Deep Learning and Topological Framework for Multigranular
-Unsupervised Medical Image Segmentation", MICCAI 2024 (DESIGN 4.4).
+Unsupervised Medical Image Segmentation", MICCAI 2024, arXiv:2209.11359.
 
 Stage 1: a full-resolution encoder gives an embedding z_i per pixel. Per image, S anchor pixels;
 each anchor's positive is a nearby pixel whose P x P patch is similar (SSIM > 0.5, a few tries,
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -24,14 +25,15 @@ from sklearn.decomposition import PCA
 from torch import nn
 from torch.nn import functional as F
 
-from nbutils import config, metrics
-from nbutils.data.datasets import SliceDataset, Volume, at_size, square_volume
+from nbutils import metrics
+from nbutils.data.datasets import Volume
 from nbutils.methods import condensation
+from nbutils.methods.base import (DeepModel, DeepOptions, TrainableMethod, check_checkpoint, option,
+                                  training_state)
 from nbutils.methods.torch_kmeans import kmeans
 from nbutils.models import PixelEncoder
 from nbutils.runtime import batched
 from nbutils.train import fit as train_fit
-from nbutils.train import load_checkpoint
 
 STAGE2 = ("kmeans", "spectral", "condensation")
 SCALINGS = ("standard", "l2")
@@ -39,7 +41,7 @@ LEVEL_RULES = ("persistence", "structures")
 SSIM_C1, SSIM_C2 = 0.01**2, 0.03**2  # SSIM constants for a data range of 1
 
 
-class CUTSModel(nn.Module):
+class PixelCUTS(nn.Module):
     """The pixel encoder and the MLP that reconstructs an anchor's P x P patch from its embedding.
 
     ``forward`` gives embeddings (N, D, H, W); ``reconstruct`` maps embeddings (..., D) to
@@ -143,7 +145,7 @@ def _at(z: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
     return z[:, pixels[:, 0], pixels[:, 1]].T
 
 
-def cuts_loss(model: CUTSModel, batch: dict, *, n_anchors: int = 256, lam: float = 0.01, tau: float = 0.1,
+def cuts_loss(model: PixelCUTS, batch: dict, *, n_anchors: int = 256, lam: float = 0.01, tau: float = 0.1,
               tries: int = 5) -> dict:
     """lam * NT-Xent + (1 - lam) * patch-reconstruction MSE on a batch ``{"image", "brain"}``.
 
@@ -170,34 +172,27 @@ def cuts_loss(model: CUTSModel, batch: dict, *, n_anchors: int = 256, lam: float
 
 @dataclasses.dataclass
 class CUTSResult:
-    model: CUTSModel
+    model: PixelCUTS
     history: list[dict]  # one row per epoch: loss, nt_xent, reconstruction
 
 
 def fit(dataset, *, in_channels: int = 1, widths=(16, 32, 64, 128), epochs: int = 10, batch_size: int = 8,
         lr: float = 1e-3, n_anchors: int = 256, lam: float = 0.01, tau: float = 0.1, device="cpu",
         checkpoint: str | os.PathLike | None = None, resume: bool = True, seed: int = 0,
-        progress: bool = True) -> CUTSResult:
+        progress: bool = True, extra: dict | None = None) -> CUTSResult:
     """Train stage 1 on a dataset of ``{"image", "brain"}`` slices through the shared loop
-    (checkpoint every epoch, resumable); the model comes back in eval mode."""
+    (checkpoint every epoch with ``extra``, resumable); the model comes back in eval mode."""
     torch.manual_seed(seed)
-    model = CUTSModel(in_channels, widths)
+    model = PixelCUTS(in_channels, widths)
     history = train_fit(model, lambda m, b: cuts_loss(m, b, n_anchors=n_anchors, lam=lam, tau=tau), dataset,
                         epochs=epochs, batch_size=batch_size, lr=lr, device=device, checkpoint=checkpoint,
-                        resume=resume, method="cuts", seed=seed, progress=progress, extra={"config": model.config})
+                        resume=resume, method="cuts", seed=seed, progress=progress,
+                        extra={"config": model.config, **(extra or {})})
     return CUTSResult(model, history)
 
 
-def load(path: str | os.PathLike, device="cpu") -> CUTSModel:
-    """A trained stage-1 model from its checkpoint (``weights_only`` loading)."""
-    state = load_checkpoint(path, "cuts")
-    model = CUTSModel(**state["config"])
-    model.load_state_dict(state["model"])
-    return model.to(device).eval()
-
-
 @torch.no_grad()
-def embed(model: CUTSModel, image: np.ndarray, batch_size: int = 8) -> np.ndarray:
+def embed(model: PixelCUTS, image: np.ndarray, batch_size: int = 8) -> np.ndarray:
     """Embeddings (S, D, H, W) float32 of slices (S, C, H, W)."""
     return np.concatenate([z.float().cpu().numpy() for z in batched(model, image, batch_size)])
 
@@ -268,22 +263,69 @@ def cluster(z: np.ndarray, mask: np.ndarray, flair: np.ndarray, stage2: str = "c
     return metrics.labels_by_brightness(ids, flair[mask][:, None], mask)
 
 
-def train(volumes: list[Volume], *, profile: str = "ci", device="cpu", checkpoint: str | os.PathLike | None = None,
-          seed: int = 0, progress: bool = True) -> CUTSResult:
-    """Stage 1 on volumes at the profile's image size and epochs (resumable)."""
-    settings = config.PROFILES[profile]
-    dataset = SliceDataset([square_volume(v, settings["image_size"]) for v in volumes])
-    return fit(dataset, in_channels=dataset.image.shape[1], epochs=settings["cuts_epochs"],
-               batch_size=settings["batch_size"], device=device, checkpoint=checkpoint, seed=seed, progress=progress)
+def level_rules(tree: condensation.Hierarchy, volume: Volume, largest_cc: bool = True,
+                max_clusters: int = 64) -> list[dict]:
+    """How the label-free level rules of a condensation ``tree`` of ``volume``'s brain pixels score,
+    against the best level in hindsight: one row each for ``persistence`` and ``structures``
+    (:func:`cluster`'s rules; clusters and :func:`metrics.lesion_scores`) and for ``oracle level``, the
+    highest oracle Dice over the levels of at most ``max_clusters`` clusters (uses the ground truth:
+    an upper bound of any level rule)."""
+    def named(ids):
+        return metrics.labels_by_brightness(ids, volume.flair[volume.brain][:, None], volume.brain)
+
+    candidates = {"persistence": named(tree.labels(tree.persistent_level())),
+                  "structures": named(tree.structure_labels(tree.structures_level()))}
+    rows = [dict(rule=name, volume=volume.name, clusters=int(labels.max()),
+                 **metrics.lesion_scores(labels, volume.flair, volume.brain, volume.target, largest_cc))
+            for name, labels in candidates.items()]
+    coarse = np.flatnonzero(tree.n_clusters() <= max_clusters)
+    best = max(metrics.dice(metrics.oracle_lesion(named(tree.labels(level)), volume.target), volume.target)
+               for level in coarse)
+    return rows + [dict(rule="oracle level", volume=volume.name, dice_oracle=best)]
 
 
-def segment(volume: Volume, k: int = 4, *, stage2: str = "condensation", profile: str = "ci", device="cpu",
-            checkpoint=None, seed: int = 0, progress: bool = True) -> np.ndarray:
-    """Labels (S, H, W) for one volume: stage 1 from ``checkpoint`` or trained on the volume itself,
-    then ``stage2`` on the volume's brain pixels, at the profile's image size, mapped back."""
-    model = load(checkpoint, device) if checkpoint else train([volume], profile=profile, device=device, seed=seed,
-                                                              progress=progress).model
-    settings = config.PROFILES[profile]
-    return at_size(volume, settings["image_size"], lambda v: cluster(
-        embed(model, v.image), v.brain, v.flair, stage2, k, max_points=settings["cuts_points"], device=device,
-        seed=seed))
+@dataclasses.dataclass(frozen=True)
+class CUTSOptions(DeepOptions):
+    stage2: str = option("condensation", "how the embeddings become clusters", choices=STAGE2, train=False)
+    k: int = option(4, "clusters of stage 2 kmeans and spectral", low=2, train=False)
+    epochs: int = option(50, "stage-1 training epochs", low=1, train=False)
+    anchors: int = option(256, "anchor pixels per slice and batch", low=2)
+    lam: float = option(0.01, "weight of NT-Xent (the rest: patch reconstruction)", low=0.0, high=1.0)
+    tau: float = option(0.1, "NT-Xent temperature", low=1e-6)
+    lr: float = option(1e-3, "Adam learning rate", low=0.0)
+    max_points: int = option(4096, "stage 2 coarse-grains the brain pixels to at most this many", low=16,
+                             train=False)
+    scaling: str = option("standard", "embeddings scaled per feature (standard) or to unit length (l2, the "
+                          "paper's)", choices=SCALINGS, train=False)
+    level_rule: str = option("persistence", "condensation level: the most persistent partition, or the paper's "
+                             "persistent structures", choices=LEVEL_RULES, train=False)
+
+    ci: ClassVar[dict] = {**DeepOptions.ci, "epochs": 10, "max_points": 2048}
+
+
+class CUTSModel(DeepModel):
+    """A trained CUTS stage 1; stage 2 runs per volume on its brain pixels' embeddings."""
+
+    def square_labels(self, volume) -> np.ndarray:
+        o = self.options
+        z = embed(self.network, volume.image, o.batch_size)
+        return cluster(z, volume.brain, volume.flair, o.stage2, o.k, scaling=o.scaling, level_rule=o.level_rule,
+                       max_points=o.max_points, device=self.device, seed=o.seed)
+
+
+class CUTS(TrainableMethod):
+    name, title, Options, Model = "cuts", "CUTS", CUTSOptions, CUTSModel
+    reference = "Liu, Amodio, Shen et al., MICCAI 2024, arXiv:2209.11359"
+
+    def network(self, config: dict) -> PixelCUTS:
+        return PixelCUTS(**config)
+
+    def fit(self, volumes, *, device="cpu", checkpoint=None, restart=False, progress=True) -> CUTSModel:
+        o = self.options
+        dataset, print_ = self.training_set(volumes)
+        check_checkpoint(checkpoint, self, print_, restart)
+        extra = training_state(self, print_)
+        result = fit(dataset, in_channels=dataset.channels, epochs=o.epochs, batch_size=o.batch_size, lr=o.lr,
+                     n_anchors=o.anchors, lam=o.lam, tau=o.tau, device=device, checkpoint=checkpoint, seed=o.seed,
+                     progress=progress, extra=extra)
+        return CUTSModel(self, dict(config=result.model.config, history=result.history, **extra), device, result.model)

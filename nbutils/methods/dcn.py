@@ -1,18 +1,21 @@
 """Joint deep clustering (DCN) per pixel, on autoencoder features.
 
 Yang, Fu, Sidiropoulos, Hong, "Towards K-means-friendly Spaces: Simultaneous Deep Learning and
-Clustering", ICML 2017, adapted to pixels (DESIGN 4.1-4.2):
+Clustering", ICML 2017, arXiv:1610.04794, adapted to pixels: a U-Net autoencoder f, g (pretrained
+on reconstruction alone) gives features z_i = f(x)_i per pixel, trained jointly with K centres on
 
-    L = MSE(x, g(f(x))) + lambda/2 * mean_i ||z_i - mu_{s_i}||^2,   s_i = nearest centre.
+    L = MSE(x, g(f(x))) + lambda/2 * mean_i ||z_i - mu_{s_i}||^2,   s_i = nearest centre  (their eq. 5)
 
-Alternate (I) network training on L with centres fixed and (II) the count-based centre update
-mu_k <- (1 - 1/n_k) mu_k + z_i / n_k with counts that persist (starting at 100).
+alternating (I) network training on L with centres fixed and (II) the count-based centre update
+mu_k <- (1 - 1/n_k) mu_k + z_i / n_k with counts that persist (starting at 100; their eq. 8).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +23,19 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from nbutils import config
-from nbutils.data.datasets import SliceDataset, Volume, at_size, square_volume
+from nbutils.data.datasets import SliceDataset
+from nbutils.methods.base import (DeepModel, DeepOptions, TrainableMethod, check_checkpoint, option,
+                                  training_state)
 from nbutils.methods.torch_kmeans import kmeans, squared_distances
 from nbutils.models import AutoEncoder
-from nbutils.runtime import batched
+from nbutils.runtime import all_sum, batched, world
 from nbutils.train import fit as train_fit
+from nbutils.train import loader
 from nbutils.train import load_checkpoint, save_checkpoint
 
 INITIAL_COUNT = 100  # DCN's starting count per centre
+MAX_INIT_PIXELS = 65536  # features subsampled for the k-means++ start and for re-seeding empty centres
+PRETRAIN = ".pretrain"  # suffix of the autoencoder pretraining checkpoint beside DCN's own
 
 
 def _pixels(z: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -52,20 +59,33 @@ def dcn_loss(model: AutoEncoder, batch: dict, centres: torch.Tensor, lam: float)
     return {"loss": recon + lam / 2 * cluster, "reconstruction": recon, "clustering": cluster}
 
 
-def update_centres(centres: torch.Tensor, counts: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """DCN's centre update for a batch of features ``z`` (M, D), in place; returns assignments.
-
-    Each z_i goes to its nearest centre (centres as at the start of the batch); then for each,
-    in turn, n_k += 1 and mu_k <- (1 - 1/n_k) mu_k + z_i / n_k. With eta = 1/n_k these sequential
-    steps equal the running mean mu_k <- (n_k mu_k + sum_i z_i) / (n_k + m_k), computed at once.
-    """
+def assign(centres: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Nearest centre of each feature ``z`` (M, D) among ``centres`` (K, D): (labels (M,), points per
+    centre m (K,), their summed features (K, D))."""
     labels = squared_distances(z, centres).argmin(1)
     m = torch.bincount(labels, minlength=len(centres))
     sums = torch.zeros_like(centres).index_add_(0, labels, z.to(centres.dtype))
+    return labels, m, sums
+
+
+def move_centres(centres: torch.Tensor, counts: torch.Tensor, m: torch.Tensor, sums: torch.Tensor) -> None:
+    """DCN's count rule for ``m`` (K,) new points per centre with feature sums ``sums`` (K, D), in place:
+    taking them one at a time, n_k += 1 and mu_k <- (1 - 1/n_k) mu_k + z_i / n_k; these steps equal the
+    running mean mu_k <- (n_k mu_k + sum_i z_i) / (n_k + m_k) (Yang et al. 2017, eq. 8)."""
     hit = m > 0
-    total = counts + m
-    centres[hit] = (counts[hit, None].to(centres.dtype) * centres[hit] + sums[hit]) / total[hit, None].to(centres.dtype)
+    total = (counts + m)[hit, None].to(centres.dtype)
+    centres[hit] = (counts[hit, None].to(centres.dtype) * centres[hit] + sums[hit]) / total
     counts += m
+
+
+def update_centres(centres: torch.Tensor, counts: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """DCN's centre update for a batch of features ``z`` (M, D), in place; returns the assignments.
+
+    Each z_i goes to its nearest centre (centres as at the start of the batch), then
+    :func:`move_centres`.
+    """
+    labels, m, sums = assign(centres, z)
+    move_centres(centres, counts, m, sums)
     return labels
 
 
@@ -111,26 +131,34 @@ class DCNResult:
 
 def pretrain(dataset, in_channels: int, *, features: int = 64, widths=(8, 16, 32), epochs: int = 10,
              batch_size: int = 8, lr: float = 1e-3, device="cpu", checkpoint: str | os.PathLike | None = None,
-             resume: bool = True, seed: int = 0, progress: bool = True) -> tuple[AutoEncoder, list[dict]]:
-    """Train the autoencoder on reconstruction alone; resumable from ``checkpoint``."""
+             resume: bool = True, seed: int = 0, progress: bool = True,
+             extra: dict | None = None) -> tuple[AutoEncoder, list[dict]]:
+    """Train the autoencoder on reconstruction alone; resumable from ``checkpoint`` (which also
+    stores ``extra``)."""
     torch.manual_seed(seed)
     model = AutoEncoder(in_channels, features, widths)
     history = train_fit(model, reconstruction_loss, dataset, epochs=epochs, batch_size=batch_size, lr=lr,
                         device=device, checkpoint=checkpoint, resume=resume, method="autoencoder", seed=seed,
-                        progress=progress)
+                        progress=progress, extra=dict(config=model.config, **(extra or {})))
     return model, history
 
 
 def fit(dataset, k: int, *, model: AutoEncoder | None = None, in_channels: int = 1, lam: float = 1.0,
-        pretrain_epochs: int = 10, epochs: int = 5, inner_epochs: int = 1, batch_size: int = 8, lr: float = 1e-3,
-        device="cpu", checkpoint: str | os.PathLike | None = None, resume: bool = True, seed: int = 0,
-        max_init_pixels: int = 65536, progress: bool = True) -> DCNResult:
+        features_per_pixel: int = 64, pretrain_epochs: int = 10, epochs: int = 5, inner_epochs: int = 1,
+        batch_size: int = 8, lr: float = 1e-3, device="cpu", checkpoint: str | os.PathLike | None = None,
+        resume: bool = True, seed: int = 0, max_init_pixels: int = MAX_INIT_PIXELS, progress: bool = True,
+        extra: dict | None = None, initial_centres: torch.Tensor | None = None) -> DCNResult:
     """DCN on a dataset of ``{"image", "brain"}`` slices with K clusters fixed before training.
 
-    Pretrains an autoencoder unless ``model`` is given; initialises centres by k-means++ on a
-    subsample of brain-pixel features; then ``epochs`` rounds of (I) ``inner_epochs`` of network
-    training on :func:`dcn_loss` and (II) one pass of :func:`update_centres`. With ``checkpoint``,
-    the state after each round is saved atomically, and ``resume`` continues from it.
+    Pretrains an autoencoder (``features_per_pixel`` features) unless ``model`` is given; initialises
+    centres by k-means++ on a subsample of brain-pixel features (or from ``initial_centres`` (K, D));
+    then ``epochs`` rounds of (I) ``inner_epochs`` of network training on :func:`dcn_loss` and (II) one
+    pass over the data with the centres fixed, whose points then move them by the count rule
+    (:func:`move_centres`; under torchrun the counts and sums of every process are added first, so the
+    centres are those of one process on all the data), after which a centre that no pixel chose is
+    moved to the worst-fit of ``max_init_pixels`` pixels drawn from the whole dataset. With
+    ``checkpoint``, the state after each round is saved atomically
+    (with ``extra``), and ``resume`` continues from it.
     """
     device = torch.device(device)
     history: list[dict] = []
@@ -138,16 +166,21 @@ def fit(dataset, k: int, *, model: AutoEncoder | None = None, in_channels: int =
     state = None
     if resume and checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint, "dcn")
-        model = _model_from(state)
+        model = AutoEncoder(**state["config"])
+        model.load_state_dict(state["model"])
         history, start = list(state["history"]), int(state["epoch"])
     if model is None:
-        pre = None if checkpoint is None else Path(str(checkpoint) + ".pretrain")
-        model, pre_history = pretrain(dataset, in_channels, epochs=pretrain_epochs, batch_size=batch_size, lr=lr,
-                                      device=device, checkpoint=pre, resume=resume, seed=seed, progress=progress)
+        pre = None if checkpoint is None else Path(str(checkpoint) + PRETRAIN)
+        model, pre_history = pretrain(dataset, in_channels, features=features_per_pixel, epochs=pretrain_epochs,
+                                      batch_size=batch_size, lr=lr, device=device, checkpoint=pre, resume=resume,
+                                      seed=seed, progress=progress, extra=extra)
         history += [dict(phase="pretrain", **h) for h in pre_history]
     model.to(device)
     if state is not None:
         centres, counts = state["centres"].to(device), state["counts"].to(device)
+    elif initial_centres is not None:
+        centres = initial_centres.to(device, torch.float32).clone()
+        counts = torch.full((k,), INITIAL_COUNT, dtype=torch.long, device=device)
     else:
         pix = features(model, dataset, device, batch_size, max_init_pixels, seed)
         centres, _, _ = kmeans(pix, k, seed=seed)
@@ -155,41 +188,34 @@ def fit(dataset, k: int, *, model: AutoEncoder | None = None, in_channels: int =
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     if state is not None and "optimizer" in state:
         optimizer.load_state_dict(state["optimizer"])
-    for epoch in tqdm(range(start, epochs), desc="dcn", disable=not progress, initial=start, total=epochs):
+    for epoch in tqdm(range(start, epochs), desc="dcn", disable=not progress or world()[0] > 0, initial=start,
+                      total=epochs):
         fixed = centres.clone()
         rows = train_fit(model, lambda m, b: dcn_loss(m, b, fixed, lam), dataset, epochs=inner_epochs,
                          batch_size=batch_size, optimizer=optimizer, device=device, method="dcn",
                          seed=seed + 1000 * (epoch + 1), progress=False)
         hits = torch.zeros(k, dtype=torch.long, device=device)
+        sums = torch.zeros_like(centres)
         model.eval()
-        with torch.no_grad():
-            for batch in torch.utils.data.DataLoader(dataset, batch_size=batch_size):
+        with torch.no_grad():  # (II) one pass, centres fixed; under torchrun each process its shard
+            for batch in loader(dataset, batch_size, seed, epoch, device, shuffle=False):
                 z, _ = model(batch["image"].to(device))
-                pix = _pixels(z.float(), batch["brain"].to(device))
-                hits += torch.bincount(update_centres(centres, counts, pix), minlength=k)
-        reseeded = reseed_empty(centres, counts, hits, pix)
+                _, m, s = assign(centres, _pixels(z.float(), batch["brain"].to(device)))
+                hits += m
+                sums += s
+            hits, sums = all_sum(hits), all_sum(sums)
+            move_centres(centres, counts, hits, sums)
+        reseeded = 0
+        if (hits == 0).any():
+            pool = features(model, dataset, device, batch_size, max_init_pixels, seed + epoch + 1)
+            reseeded = reseed_empty(centres, counts, hits, pool)
         history.append(dict(phase="dcn", **rows[-1], reseeded=float(reseeded)))
         if checkpoint is not None:
             save_checkpoint(checkpoint, dict(
                 method="dcn", epoch=epoch + 1, history=history, config=model.config, model=model.state_dict(),
-                optimizer=optimizer.state_dict(), centres=centres.cpu(), counts=counts.cpu()))
+                optimizer=optimizer.state_dict(), centres=centres.cpu(), counts=counts.cpu(), **(extra or {})))
     model.eval()
     return DCNResult(model, centres, counts, history)
-
-
-def _model_from(state: dict) -> AutoEncoder:
-    """The autoencoder a DCN checkpoint describes, with its weights."""
-    model = AutoEncoder(**state["config"])
-    model.load_state_dict(state["model"])
-    return model
-
-
-def load(path: str | os.PathLike, device="cpu") -> DCNResult:
-    """A trained DCN from its checkpoint (``weights_only`` loading; InputError if not a DCN one)."""
-    state = load_checkpoint(path, "dcn")
-    model = _model_from(state)
-    return DCNResult(model.to(device).eval(), state["centres"].to(device), state["counts"].to(device),
-                     list(state["history"]))
 
 
 @torch.no_grad()
@@ -228,20 +254,61 @@ def reconstruction_mse(model: AutoEncoder, dataset, device="cpu", batch_size: in
     return total / n
 
 
-def train(volumes: list[Volume], k: int = 4, *, profile: str = "ci", device="cpu", lam: float = 1.0,
-          checkpoint: str | os.PathLike | None = None, seed: int = 0, progress: bool = True) -> DCNResult:
-    """Pretrain and train DCN on volumes at the profile's image size and epochs (resumable)."""
-    settings = config.PROFILES[profile]
-    dataset = SliceDataset([square_volume(v, settings["image_size"]) for v in volumes])
-    return fit(dataset, k, in_channels=dataset.image.shape[1], lam=lam,
-               pretrain_epochs=settings["pretrain_epochs"], epochs=settings["epochs"],
-               batch_size=settings["batch_size"], device=device, checkpoint=checkpoint, seed=seed, progress=progress)
+def pretrained_autoencoder(dataset: SliceDataset, options: "DCNOptions", cache_dir: str | os.PathLike, device="cpu",
+                           progress: bool = True) -> tuple[AutoEncoder, list[dict]]:
+    """The autoencoder of ``options`` pretrained on ``dataset``, its checkpoint kept in ``cache_dir``
+    (named by a hash of the options and the data), so that notebooks share one pretraining and a
+    re-run resumes or reuses it. Returns (model, history)."""
+    from nbutils.data.preprocessing import cache_key
+
+    o = options
+    key = cache_key(dict(features=o.features, epochs=o.pretrain_epochs, batch=o.batch_size, lr=o.lr, seed=o.seed,
+                         data=hashlib.sha256(dataset.image.numpy().tobytes()).hexdigest()[:16]))
+    checkpoint = Path(cache_dir) / f"autoencoder_{key}.pt"
+    return pretrain(dataset, dataset.channels, features=o.features, epochs=o.pretrain_epochs,
+                    batch_size=o.batch_size, lr=o.lr, device=device, checkpoint=checkpoint, seed=o.seed,
+                    progress=progress)
 
 
-def segment(volume: Volume, k: int = 4, *, profile: str = "ci", device="cpu", checkpoint=None, seed: int = 0,
-            progress: bool = True) -> np.ndarray:
-    """Labels (S, H, W) for one volume: with a trained ``checkpoint``, or training DCN on the
-    volume itself. The network runs at the profile's image size; labels are mapped back."""
-    result = load(checkpoint, device) if checkpoint else train([volume], k, profile=profile, device=device,
-                                                               seed=seed, progress=progress)
-    return at_size(volume, config.PROFILES[profile]["image_size"], lambda v: predict(result, v.image, v.brain))
+@dataclasses.dataclass(frozen=True)
+class DCNOptions(DeepOptions):
+    k: int = option(4, "clusters, fixed before training", low=2)
+    lam: float = option(1.0, "weight of the clustering term (lambda)", low=0.0)
+    features: int = option(64, "features per pixel (D)", low=1)
+    pretrain_epochs: int = option(100, "autoencoder pretraining epochs (reconstruction alone)", low=0,
+                                  train=False)
+    epochs: int = option(20, "rounds of (I) network training and (II) centre update", low=1, train=False)
+    lr: float = option(1e-3, "Adam learning rate", low=0.0)
+
+    ci: ClassVar[dict] = {**DeepOptions.ci, "pretrain_epochs": 15, "epochs": 3}
+
+
+class DCNModel(DeepModel):
+    """A trained DCN: nearest-centre labels of the autoencoder's features."""
+
+    def result(self) -> DCNResult:
+        s = self.state
+        return DCNResult(self.network, s["centres"].to(self.device), s["counts"].to(self.device), self.history)
+
+    def square_labels(self, volume) -> np.ndarray:
+        return predict(self.result(), volume.image, volume.brain, self.options.batch_size)
+
+
+class DCN(TrainableMethod):
+    name, title, Options, Model = "dcn", "DCN", DCNOptions, DCNModel
+    reference = "Yang, Fu, Sidiropoulos, Hong, ICML 2017, arXiv:1610.04794"
+
+    def network(self, config: dict) -> AutoEncoder:
+        return AutoEncoder(**config)
+
+    def fit(self, volumes, *, device="cpu", checkpoint=None, restart=False, progress=True) -> DCNModel:
+        o = self.options
+        dataset, print_ = self.training_set(volumes)
+        check_checkpoint(checkpoint, self, print_, restart, sidecars=(PRETRAIN,))
+        extra = training_state(self, print_)
+        result = fit(dataset, o.k, in_channels=dataset.channels, lam=o.lam, features_per_pixel=o.features,
+                     pretrain_epochs=o.pretrain_epochs, epochs=o.epochs, batch_size=o.batch_size, lr=o.lr,
+                     device=device, checkpoint=checkpoint, seed=o.seed, progress=progress, extra=extra)
+        state = dict(config=result.model.config, centres=result.centres.cpu(), counts=result.counts.cpu(),
+                     history=result.history, **extra)
+        return DCNModel(self, state, device, result.model)

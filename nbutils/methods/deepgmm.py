@@ -1,7 +1,7 @@
 """Deep Gaussian mixture models (deepG, deepSVG) and their EM baselines.
 
-Schwab, Mayr, Haltmeier, "Deep Gaussian mixture model for unsupervised image segmentation", 2024
-(DESIGN 4.5). A U-Net maps the M-sequence image to class probabilities p_ik (softmax over K).
+Schwab, Mayr, Haltmeier, "Deep Gaussian mixture model for unsupervised image segmentation", 2024,
+arXiv:2404.12252. A U-Net maps the M-sequence image to class probabilities p_ik (softmax over K).
 Inside the loss a closed-form M-step over the pixels of a region mask gives, per image,
 
     pi_k = mean_i p_ik,  mu_km = sum_i p_ik x_im / sum_i p_ik,
@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from typing import ClassVar
 import time
 import warnings
 
@@ -35,12 +36,13 @@ from sklearn.mixture import GaussianMixture
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from nbutils import config, metrics
-from nbutils.data.datasets import SliceDataset, Volume, at_size, square_volume
+from nbutils import metrics
+from nbutils.data.datasets import SliceDataset, Volume, at_size
+from nbutils.methods.base import (DeepModel, DeepOptions, TrainableMethod, check_checkpoint, option,
+                                  training_state)
 from nbutils.models import UNetEncoder
-from nbutils.runtime import batched
+from nbutils.runtime import all_sum, batched, world
 from nbutils.train import fit as train_fit
-from nbutils.train import load_checkpoint
 
 LOG_2PI = math.log(2 * math.pi)
 VARIANTS = ("deepG", "deepSVG")
@@ -49,20 +51,23 @@ PATIENCE = 30  # steps over which the per-image NLL must improve by at least tol
 VAR_FLOOR = 1e-6  # added to every variance (intensities in [0, 1])
 
 
-def m_step(p: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None,
-           eps: float = VAR_FLOOR) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def m_step(p: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None, eps: float = VAR_FLOOR,
+           reduce=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Closed-form mixture parameters of each image from soft assignments.
 
     ``p`` (B, K, H, W) class probabilities, ``x`` (B, M, H, W) sequences, ``mask`` (B, H, W) the
     region (None: every pixel). Returns pi (B, K), mu (B, K, M), var (B, K, M) (with ``eps`` added).
-    A class with no mass gets mu = 0 and var = eps instead of a division by zero.
+    A class with no mass gets mu = 0 and var = eps instead of a division by zero. ``reduce`` (e.g.
+    :func:`nbutils.runtime.all_sum`) adds the sums of every process before dividing: the parameters
+    of the pixels of all of them.
     """
+    reduce = reduce or (lambda t: t)
     w = p if mask is None else p * mask[:, None].to(p.dtype)
-    mass = w.sum((2, 3))  # (B, K)
+    mass = reduce(w.sum((2, 3)))  # (B, K)
     pixels = mass.sum(1, keepdim=True)
     safe = mass.clamp_min(1e-12)[..., None]
-    mu = torch.einsum("bkhw,bmhw->bkm", w, x) / safe
-    second = torch.einsum("bkhw,bmhw->bkm", w, x * x) / safe
+    mu = reduce(torch.einsum("bkhw,bmhw->bkm", w, x)) / safe
+    second = reduce(torch.einsum("bkhw,bmhw->bkm", w, x * x)) / safe
     var = (second - mu * mu).clamp_min(0) + eps
     return mass / pixels.clamp_min(1e-12), mu, var
 
@@ -74,21 +79,25 @@ def log_gaussians(x: torch.Tensor, mu: torch.Tensor, var: torch.Tensor) -> torch
 
 
 def nll(log_p: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None, variant: str = "deepG",
-        eps: float = VAR_FLOOR) -> tuple[torch.Tensor, tuple]:
+        eps: float = VAR_FLOOR, distributed: bool = False) -> tuple[torch.Tensor, tuple]:
     """Negative log-likelihood per pixel (mean over the mask's pixels, then over images) of the
     mixture whose parameters are the M-step of ``exp(log_p)``; returns (nll, (pi, mu, var)).
 
     ``log_p`` (B, K, H, W) are log-probabilities (``log_softmax`` of the network's logits).
+    ``distributed`` (one pooled image per process, under torchrun): the M-step and the pixel count run
+    over every process's pixels, and the value is scaled so that the gradients DistributedDataParallel
+    averages are those of one process holding all the pixels.
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
-    params = m_step(log_p.exp(), x, mask, eps)
+    reduce = all_sum if distributed else None
+    params = m_step(log_p.exp(), x, mask, eps, reduce)
     pi, mu, var = params
     weights = torch.log(pi.clamp_min(1e-12))[..., None, None] if variant == "deepG" else log_p
     ll = torch.logsumexp(weights + log_gaussians(x, mu, var), dim=1)  # (B, H, W)
-    if mask is None:
-        return -ll.mean(), params
-    m = mask.to(ll.dtype)
+    m = torch.ones_like(ll) if mask is None else mask.to(ll.dtype)
+    if distributed:
+        return -(ll * m).sum() * world()[1] / all_sum(m.sum()).clamp_min(1), params
     return -((ll * m).sum((1, 2)) / m.sum((1, 2)).clamp_min(1)).mean(), params
 
 
@@ -98,11 +107,12 @@ def mean_regulariser(mu: torch.Tensor, mu_data: torch.Tensor) -> torch.Tensor:
 
 
 def objective(logits: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None, variant: str = "deepG",
-              lam: float = 0.0, mu_data: torch.Tensor | None = None) -> dict:
+              lam: float = 0.0, mu_data: torch.Tensor | None = None, distributed: bool = False) -> dict:
     """NLL of images x (B, M, H, W) under the M-step of ``softmax(logits)`` (B, K, H, W), plus
-    lam * r(mu) when ``mu_data`` (K, M) is given: ``{"loss", "nll"[, "regulariser"]}``."""
+    lam * r(mu) when ``mu_data`` (K, M) is given: ``{"loss", "nll"[, "regulariser"]}``
+    (``distributed``: see :func:`nll`)."""
     log_p = F.log_softmax(logits.float(), dim=1)
-    value, (_, mu, _) = nll(log_p, x.float(), mask, variant)
+    value, (_, mu, _) = nll(log_p, x.float(), mask, variant, distributed=distributed)
     terms = {"nll": value}
     if mu_data is not None and lam > 0:
         terms["regulariser"] = mean_regulariser(mu, mu_data)
@@ -119,13 +129,14 @@ def loss(model: torch.nn.Module, batch: dict, variant: str = "deepG", lam: float
          mu_data: torch.Tensor | None = None, pool: bool = True) -> dict:
     """:func:`objective` of a batch ``{"image", "brain"}``: one mixture over all the batch's slices
     (``pool``, the default: a class keeps one meaning across slices, also in slices without a
-    lesion), or one per slice (the paper's per-image M-step)."""
+    lesion), or one per slice (the paper's per-image M-step). Under torchrun the pooled mixture is
+    over the global batch: every process's slices."""
     x = batch["image"].float()
     logits, mask = model(x), batch.get("brain")
     if pool:
         logits, x = _one_image(logits), _one_image(x)
         mask = None if mask is None else _one_image(mask[:, None])[:, 0]
-    return objective(logits, x, mask, variant, lam, mu_data)
+    return objective(logits, x, mask, variant, lam, mu_data, distributed=pool and world()[1] > 1)
 
 
 def check_region(x: np.ndarray, mask: np.ndarray, k: int, name: str = "image") -> None:
@@ -311,27 +322,20 @@ class GMMResult:
 def fit(dataset: SliceDataset, k: int, variant: str = "deepG", *, lam: float = 0.0, mu_data: np.ndarray | None = None,
         pool: bool = True, epochs: int = 30, batch_size: int = 8, lr: float = 1e-2, device="cpu",
         checkpoint: str | os.PathLike | None = None, resume: bool = True, seed: int = 0,
-        progress: bool = True) -> GMMResult:
+        progress: bool = True, extra: dict | None = None) -> GMMResult:
     """Trained mode: one network trained on the slices of many volumes (one mixture per batch with
     ``pool``, else per slice; see :func:`loss`) through the shared loop (checkpoint every epoch,
     resumable); apply it to unseen slices with :func:`predict`."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     torch.manual_seed(seed)
-    model = build_model(dataset.image.shape[1], k)
+    model = build_model(dataset.channels, k)
     target = None if mu_data is None else torch.as_tensor(mu_data, dtype=torch.float32)
     rows = train_fit(model, lambda m, batch: loss(m, batch, variant, lam, target, pool), dataset, epochs=epochs,
                      batch_size=batch_size, lr=lr, device=device, checkpoint=checkpoint, resume=resume,
-                     method="deepgmm", seed=seed, progress=progress, extra=dict(config=model.config, variant=variant))
+                     method="deepgmm", seed=seed, progress=progress,
+                     extra=dict(config=model.config, variant=variant, **(extra or {})))
     return GMMResult(model.eval(), rows, variant)
-
-
-def load(path: str | os.PathLike, device="cpu") -> GMMResult:
-    """A trained deep GMM from its checkpoint (``weights_only``; InputError if it is another method's)."""
-    state = load_checkpoint(path, "deepgmm")
-    model = build_model(**state["config"])
-    model.load_state_dict(state["model"])
-    return GMMResult(model.to(device).eval(), list(state["history"]), str(state["variant"]))
 
 
 def predict(result: GMMResult, image: np.ndarray, batch_size: int = 8) -> np.ndarray:
@@ -339,34 +343,96 @@ def predict(result: GMMResult, image: np.ndarray, batch_size: int = 8) -> np.nda
     return probabilities(result.model, image, batch_size)
 
 
-def train(volumes: list[Volume], k: int = 4, *, variant: str = "deepG", profile: str = "ci", device="cpu",
-          checkpoint: str | os.PathLike | None = None, seed: int = 0, progress: bool = True) -> GMMResult:
-    """Trained mode on volumes at the profile's image size, ``gmm_epochs`` epochs (resumable)."""
-    settings = config.PROFILES[profile]
-    dataset = SliceDataset([square_volume(v, settings["image_size"]) for v in volumes])
-    return fit(dataset, k, variant, epochs=settings["gmm_epochs"], batch_size=settings["batch_size"], device=device,
-               checkpoint=checkpoint, seed=seed, progress=progress)
+def compare_fits(train: list[Volume], test: list[Volume], k: int, *, steps: int = 200, tol: float = 1e-3,
+                 epochs: int = 100, batch_size: int = 8, per_image: int | None = None, largest_cc: bool = True,
+                 device="cpu", seed: int = 0) -> tuple:
+    """The deep GMMs and their EM twins on the same ``test`` volumes, scored per volume.
+
+    deepG and deepSVG per image (a fresh network per volume, on the first ``per_image`` test volumes;
+    None: all), the same two trained on ``train`` (``epochs``), and EM-GMM and EM-SVGMM per volume.
+    Returns the :func:`nbutils.evaluation.score_volumes` rows of every method and the per-volume
+    :class:`MixtureFit` of the per-image fits, keyed by (method, volume name), for figures.
+    """
+    import pandas as pd
+
+    from nbutils.evaluation import score_volumes
+
+    fits: dict[tuple[str, str], MixtureFit] = {}
+
+    def fitted(name: str):
+        def labeller(volume: Volume) -> np.ndarray:
+            fits[name, volume.name] = fit_volume(volume, k, name, tol=tol, max_epochs=steps, device=device, seed=seed)
+            return fits[name, volume.name].labels
+        return labeller
+
+    frames = [score_volumes(fitted(name), test[:per_image], f"{name} (per image)", largest_cc) for name in VARIANTS]
+    for variant in VARIANTS:
+        result = fit(SliceDataset(train), k, variant, epochs=epochs, batch_size=batch_size, device=device, seed=seed,
+                     progress=False)
+        frames.append(score_volumes(lambda v, r=result: hard_labels(predict(r, v.image), v.image, v.brain), test,
+                                    f"{variant} (trained)", largest_cc))
+    frames += [score_volumes(fitted(name), test, name, largest_cc) for name in ("EM-GMM", "EM-SVGMM")]
+    return pd.concat(frames, ignore_index=True), fits
 
 
-def segment(volume: Volume, k: int = 4, *, variant: str = "deepG", mode: str = "per-image", profile: str = "ci",
-            device="cpu", checkpoint=None, seed: int = 0, progress: bool = True) -> np.ndarray:
-    """Labels (S, H, W) (1..K inside the brain, by intensity order) for one volume at the profile's
-    image size, mapped back. ``per-image``: a fresh network fitted to the volume (tol 1e-3, at most
-    ``gmm_steps`` steps). ``trained`` (implied by a ``checkpoint``): the network of ``checkpoint``,
-    or one trained on the volume."""
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    settings = config.PROFILES[profile]
-    if mode == "per-image" and not checkpoint:
+@dataclasses.dataclass(frozen=True)
+class DeepGMMOptions(DeepOptions):
+    variant: str = option("deepG", "mixture weights per image (deepG) or per pixel (deepSVG)", choices=VARIANTS)
+    mode: str = option("per-image", "a fresh network fitted to each volume (per-image), or one network "
+                       "trained on many volumes (trained)", choices=MODES)
+    k: int = option(4, "classes", low=2)
+    steps: int = option(200, "per-image mode: most network steps per volume", low=1, train=False)
+    tol: float = option(1e-3, f"per-image mode: stop when the NLL improved by less than this over {PATIENCE} steps",
+                        low=0.0, train=False)
+    epochs: int = option(100, "trained mode: epochs over the training slices", low=1, train=False)
+    lr: float = option(1e-2, "Adam learning rate", low=0.0)
 
-        def labeller(v: Volume) -> np.ndarray:
-            p, _ = fit_images(v.image, v.brain, k, variant, max_epochs=settings["gmm_steps"], device=device,
-                              seed=seed, progress=progress)
+    ci: ClassVar[dict] = {**DeepOptions.ci, "steps": 100, "epochs": 20}
+
+
+class DeepGMMModel(DeepModel):
+    """A deep GMM network trained on many volumes: argmax classes, numbered by intensity."""
+
+    def square_labels(self, volume) -> np.ndarray:
+        p = probabilities(self.network, volume.image, self.options.batch_size)
+        return hard_labels(p, volume.image, volume.brain)
+
+
+class DeepGMM(TrainableMethod):
+    name, title, Options, Model = "deepgmm", "deep GMM", DeepGMMOptions, DeepGMMModel
+    reference = "Schwab, Mayr, Haltmeier, arXiv:2404.12252, 2024"
+    training_defaults = {"mode": "trained"}  # the train command trains one network for many volumes
+
+    @property
+    def learns(self) -> bool:
+        """Only trained mode learns one network for many volumes."""
+        return self.options.mode == "trained"
+
+    def network(self, config: dict) -> torch.nn.Module:
+        return build_model(**config)
+
+    def labels(self, volume, *, device="cpu", progress=True) -> np.ndarray:
+        o = self.options
+        if o.mode == "trained":
+            return super().labels(volume, device=device, progress=progress)
+
+        def per_image(v: Volume) -> np.ndarray:
+            p, _ = fit_images(v.image, v.brain, o.k, o.variant, tol=o.tol, max_epochs=o.steps, lr=o.lr,
+                              device=device, seed=o.seed, progress=progress)
             return hard_labels(p, v.image, v.brain)
-    else:
-        result = load(checkpoint, device) if checkpoint else train([volume], k, variant=variant, profile=profile,
-                                                                   device=device, seed=seed, progress=progress)
 
-        def labeller(v: Volume) -> np.ndarray:
-            return hard_labels(predict(result, v.image), v.image, v.brain)
-    return at_size(volume, settings["image_size"], labeller)
+        self.check([volume])
+        return at_size(volume, o.size, per_image)
+
+    def fit(self, volumes, *, device="cpu", checkpoint=None, restart=False, progress=True) -> DeepGMMModel:
+        o = self.options
+        if o.mode != "trained":
+            raise ValueError("deepgmm in per-image mode fits each volume on its own and has nothing to train; "
+                             "use --mode trained")
+        dataset, print_ = self.training_set(volumes)
+        check_checkpoint(checkpoint, self, print_, restart)
+        extra = training_state(self, print_)
+        result = fit(dataset, o.k, o.variant, epochs=o.epochs, batch_size=o.batch_size, lr=o.lr, device=device,
+                     checkpoint=checkpoint, seed=o.seed, progress=progress, extra=extra)
+        state = dict(config=result.model.config, history=result.history, **extra)
+        return DeepGMMModel(self, state, device, result.model)

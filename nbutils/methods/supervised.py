@@ -1,8 +1,8 @@
 """The supervised reference: Buda et al.'s LGG FLAIR U-Net, the upper bound of every comparison.
 
 Buda, Saha, Mazurowski, "Association of genomic subtypes of lower-grade gliomas with shape features
-automatically extracted by a deep learning algorithm", Computers in Biology and Medicine 2019
-(DESIGN 4.6): a U-Net with widths 32-64-128-256-512 and batch norm on the three LGG channels (one
+automatically extracted by a deep learning algorithm", Computers in Biology and Medicine 109, 2019,
+doi:10.1016/j.compbiomed.2019.05.002: a U-Net with widths 32-64-128-256-512 and batch norm on the three LGG channels (one
 for the phantom), trained on the Dice loss; scored per volume, optionally keeping the largest
 connected component. Trained on labels with patient-wise splits (:func:`patient_split`): never
 a patient in both train and test. The unsupervised methods never see these labels.
@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-from nbutils import config
-from nbutils.data.datasets import SliceDataset, Volume, at_size, square_volume
+from nbutils.data.datasets import SliceDataset
 from nbutils.data.preprocessing import largest_component
 from nbutils.methods import acwe
+from nbutils.methods.base import (DeepModel, DeepOptions, TrainableMethod, check_checkpoint, option,
+                                  training_state)
 from nbutils.models import UNetEncoder
 from nbutils.train import fit as train_fit
-from nbutils.train import load_checkpoint
 
 WIDTHS = (32, 64, 128, 256, 512)
 PRIOR = 0.01  # initial lesion probability of every pixel
@@ -58,28 +59,20 @@ class UNetResult:
 
 def fit(dataset: SliceDataset, *, epochs: int = 30, batch_size: int = 8, lr: float = 3e-3, device="cpu",
         checkpoint: str | os.PathLike | None = None, resume: bool = True, seed: int = 0,
-        progress: bool = True) -> UNetResult:
+        progress: bool = True, extra: dict | None = None) -> UNetResult:
     """Train the reference U-Net on the Dice loss over ``{"image", "target"}`` slices (resumable)."""
-    if dataset.target is None:
+    if not dataset.has_target:
         raise ValueError("the supervised U-Net needs ground-truth masks, and some volumes have none")
     torch.manual_seed(seed)
-    model = build_model(dataset.image.shape[1])
+    model = build_model(dataset.channels)
 
     def step(m, batch):
         return {"loss": acwe.dice_loss(torch.sigmoid(m(batch["image"]).float())[:, 0], batch["target"])}
 
     rows = train_fit(model, step, dataset, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
                      checkpoint=checkpoint, resume=resume, method="unet", seed=seed, progress=progress,
-                     extra=dict(config=model.config))
+                     extra=dict(config=model.config, **(extra or {})))
     return UNetResult(model.eval(), rows)
-
-
-def load(path: str | os.PathLike, device="cpu") -> UNetResult:
-    """A trained reference U-Net from its checkpoint (``weights_only``; InputError if it is another method's)."""
-    state = load_checkpoint(path, "unet")
-    model = build_model(**state["config"])
-    model.load_state_dict(state["model"])
-    return UNetResult(model.to(device).eval(), list(state["history"]))
 
 
 def predict(result: UNetResult, image: np.ndarray, largest_cc: bool = False) -> np.ndarray:
@@ -89,27 +82,41 @@ def predict(result: UNetResult, image: np.ndarray, largest_cc: bool = False) -> 
     return largest_component(lesion) if largest_cc else lesion
 
 
-def train(volumes: list[Volume], *, profile: str = "ci", device="cpu", checkpoint: str | os.PathLike | None = None,
-          seed: int = 0, progress: bool = True) -> UNetResult:
-    """Train on labelled volumes at the profile's image size, ``unet_epochs`` epochs (resumable)."""
-    settings = config.PROFILES[profile]
-    dataset = SliceDataset([square_volume(v, settings["image_size"]) for v in volumes])
-    return fit(dataset, epochs=settings["unet_epochs"], batch_size=settings["batch_size"], device=device,
-               checkpoint=checkpoint, seed=seed, progress=progress)
+@dataclasses.dataclass(frozen=True)
+class UNetOptions(DeepOptions):
+    epochs: int = option(50, "training epochs", low=1, train=False)
+    lr: float = option(3e-3, "Adam learning rate", low=0.0)
+
+    ci: ClassVar[dict] = {**DeepOptions.ci, "epochs": 10}
 
 
-def segment(volume: Volume, *, profile: str = "ci", device="cpu", checkpoint=None) -> np.ndarray:
-    """Labels (S, H, W) for one volume with a trained ``checkpoint``: 2 lesion, 1 other brain, 0 outside.
+class UNetModel(DeepModel):
+    """The trained reference U-Net: 2 lesion (probability > 0.5), 1 other brain, 0 outside."""
 
-    Supervised: there is nothing to fit on the input itself, so a checkpoint is required."""
-    if not checkpoint:
-        raise ValueError("unet is supervised: train it first (python -m nbutils train unet INPUT CKPT) "
-                         "and pass --checkpoint")
-    return labels(load(checkpoint, device), volume, profile)
+    def square_labels(self, volume) -> np.ndarray:
+        lesion = predict(UNetResult(self.network, self.history), volume.image)
+        return np.where(lesion, 2, 1) * volume.brain
 
 
-def labels(result: UNetResult, volume: Volume, profile: str = "ci") -> np.ndarray:
-    """Labels (S, H, W) of one volume from a trained network, at the profile's image size, mapped
-    back: 2 lesion, 1 other brain, 0 outside."""
-    return at_size(volume, config.PROFILES[profile]["image_size"],
-                   lambda v: np.where(predict(result, v.image), 2, 1) * v.brain)
+class UNet(TrainableMethod):
+    name, title, Options, Model = "unet", "U-Net (supervised)", UNetOptions, UNetModel
+    reference = "Buda, Saha, Mazurowski, Computers in Biology and Medicine 2019, doi:10.1016/j.compbiomed.2019.05.002"
+    supervised = True
+
+    def network(self, config: dict) -> torch.nn.Module:
+        return build_model(**config)
+
+    def lesion(self, labels: np.ndarray, volume, largest_cc: bool = True) -> np.ndarray:
+        """Its own lesion class (2), not the label-free rule's; the largest 3D component with ``largest_cc``."""
+        return largest_component(labels == 2) if largest_cc else labels == 2
+
+    def fit(self, volumes, *, device="cpu", checkpoint=None, restart=False, progress=True) -> UNetModel:
+        o = self.options
+        dataset, print_ = self.training_set(volumes)
+        if not dataset.has_target:
+            raise ValueError("the supervised U-Net learns from lesion masks, and some volumes have none")
+        check_checkpoint(checkpoint, self, print_, restart)
+        extra = training_state(self, print_)
+        result = fit(dataset, epochs=o.epochs, batch_size=o.batch_size, lr=o.lr, device=device,
+                     checkpoint=checkpoint, seed=o.seed, progress=progress, extra=extra)
+        return UNetModel(self, dict(config=result.model.config, history=result.history, **extra), device, result.model)

@@ -1,0 +1,145 @@
+"""The one method interface: options, registry, fit / load / labels, checkpoints that know their training."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from nbutils import methods, metrics
+from nbutils.cli import build_parser, main
+from nbutils.data.datasets import SliceDataset, Volume
+from nbutils.errors import InputError
+from nbutils.methods import condensation, dcn
+from nbutils.methods.base import Options, fingerprint, option
+
+
+def blob_volume(name="v", seed=0, n=3, size=32):
+    """A bright blob (the lesion) on two tissue levels, inside a round brain."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    brain = np.stack([np.hypot(yy - 16, xx - 16) < 14] * n)
+    target = np.stack([np.hypot(yy - 12, xx - 13 - seed % 3) < 4] * n)
+    image = np.where(xx < 16, 0.3, 0.45) * brain + 0.4 * target + rng.normal(0, 0.02, brain.shape)
+    return Volume(name, image.clip(0, 1).astype(np.float32)[:, None], brain, 0, target)
+
+
+def test_every_registered_method_has_the_interface():
+    assert list(methods.METHODS)[:8] == ["kmeans", "gmm", "otsu", "zscore", "chan-vese", "morph-chan-vese",
+                                         "felzenszwalb", "slic"]
+    for name, cls in methods.METHODS.items():
+        assert cls.name == name and cls.title and cls.reference and issubclass(cls.Options, Options)
+        method = methods.get(name, "ci")
+        assert isinstance(method.options, cls.Options)
+        if cls.trainable:
+            assert isinstance(method, methods.TrainableMethod)
+
+
+@pytest.mark.parametrize("name", ["felzenszwalb", "slic", "kmeans", "otsu"])
+def test_classical_methods_find_the_bright_blob(name):
+    v = blob_volume()
+    method = methods.get(name)
+    labels = method.labels(v)
+    assert labels.shape == v.brain.shape and (labels[~v.brain] == 0).all() and (labels[v.brain] > 0).all()
+    assert metrics.dice(method.lesion(labels, v), v.target) > 0.8
+
+
+def test_options_are_validated_with_one_line_and_profiles_apply_in_one_place():
+    with pytest.raises(ValueError, match="^k must be at least 2, got 1$"):
+        methods.get("kmeans", k=1)
+    with pytest.raises(ValueError, match="^labels must be at least 1, got -5$"):
+        methods.get("acwe", labels=-5)
+    with pytest.raises(ValueError, match="^stage2 must be one of kmeans, spectral, condensation, got 'x'$"):
+        methods.get("cuts", stage2="x")
+    with pytest.raises(ValueError, match="unknown option\\(s\\) epoch; this method has"):
+        methods.get("dcn", epoch=3)
+    full, ci = methods.get("dcn").options, methods.get("dcn", "ci").options
+    assert (full.size, full.epochs, ci.size, ci.epochs) == (256, 20, 128, 3)
+    assert methods.get("dcn", "ci", epochs=7).options.epochs == 7  # a user's override on top of the profile
+
+
+def test_a_new_method_is_one_options_class_and_one_labels_function():
+    @dataclasses.dataclass(frozen=True)
+    class HalfOptions(Options):
+        column: int = option(16, "split column", low=0)
+
+    class Half(methods.Method):
+        name, title, Options, reference = "half", "half", HalfOptions, "none"
+
+        def labels(self, volume, *, device="cpu", progress=True):
+            cols = np.arange(volume.brain.shape[-1]) >= self.options.column
+            return np.where(cols, 2, 1) * volume.brain
+
+    v = blob_volume()
+    assert set(np.unique(Half(column=8).labels(v))) == {0, 1, 2}
+    assert Half.Options.describe()[0] == dict(name="column", type="int", default=16, ci=16, help="split column",
+                                              choices=None)
+
+
+def test_cli_help_of_a_method_lists_exactly_its_options(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["segment", "zscore", "--help"])
+    text = capsys.readouterr().out
+    assert "--threshold" in text and "--k " not in text and "--epochs" not in text
+    assert main(["methods"]) == 0
+    listing = capsys.readouterr().out
+    for name, cls in methods.METHODS.items():
+        assert f"{name}  ({cls.title}" in listing
+        assert all(f"--{row['name'].replace('_', '-')}" in listing for row in cls.Options.describe())
+
+
+def test_fingerprint_changes_with_the_input_only():
+    a, b = blob_volume("a", 0), blob_volume("a", 1)
+    assert fingerprint([a]) == fingerprint([blob_volume("a", 0)]) != fingerprint([b])
+    no_mask = Volume("a", a.image, a.brain, 0)
+    assert fingerprint([a]) != fingerprint([no_mask])
+
+
+def test_trained_model_saves_loads_and_refuses_other_training(tmp_path):
+    vols = [blob_volume("a", 0), blob_volume("b", 1)]
+    small = dict(size=32, batch_size=3, features=8, pretrain_epochs=2, epochs=1, k=3)
+    ckpt = tmp_path / "dcn.pt"
+    model = methods.get("dcn", **small).fit(vols, checkpoint=ckpt, progress=False)
+    loaded = methods.load(ckpt, device="cpu")
+    assert isinstance(loaded.method, methods.DCN) and loaded.options == model.options
+    np.testing.assert_array_equal(loaded.labels(vols[0]), model.labels(vols[0]))
+    with pytest.raises(InputError, match="dcn.pt: was trained with k=3 \\(asked 4\\)"):
+        methods.load(ckpt, k=4)
+    with pytest.raises(InputError, match="dcn.pt: holds training with k=3 \\(asked 5\\); pass --restart"):
+        methods.get("dcn", **{**small, "k": 5}).fit(vols, checkpoint=ckpt, progress=False)
+    with pytest.raises(InputError, match="dcn.pt: was trained on other input; pass --restart"):
+        methods.get("dcn", **small).fit(vols[:1], checkpoint=ckpt, progress=False)
+    assert (tmp_path / "dcn.pt.pretrain").exists()
+    restarted = methods.get("dcn", **{**small, "k": 5}).fit(vols, checkpoint=ckpt, restart=True, progress=False)
+    assert restarted.state["centres"].shape[0] == 5 and methods.load(ckpt).options.k == 5
+
+
+def test_a_model_serves_another_instance_with_the_same_training_only():
+    model = methods.get("cuts", size=32, batch_size=2, epochs=1, anchors=8, max_points=64).fit(
+        [blob_volume()], progress=False)
+    other = model.using(methods.get("cuts", size=32, batch_size=2, epochs=1, anchors=8, max_points=64, stage2="kmeans"))
+    assert other.options.stage2 == "kmeans" and other.network is model.network
+    with pytest.raises(ValueError, match="trained with lam=0.01 \\(asked 0.5\\)"):
+        model.using(methods.get("cuts", size=32, batch_size=2, epochs=1, anchors=8, max_points=64, lam=0.5))
+
+
+def test_condense_coarse_grains_with_its_seed_and_the_default_iterations():
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(600, 3)).astype(np.float32))
+    for seed in (1, 5):
+        tree = condensation.condense(x, max_points=50, seed=seed)
+        _, weights, point_of = condensation.coarse_grain(x, 50, seed=seed)
+        np.testing.assert_array_equal(tree.point_of, point_of.numpy())
+        np.testing.assert_array_equal(tree.weights, weights.numpy())
+
+
+def test_dcn_reseeds_an_empty_centre_from_the_whole_dataset_not_the_last_batch():
+    vols = [blob_volume("a", 0, n=4)]
+    last = vols[0].brain.copy()
+    last[-1] = False  # the last batch (one slice) has no brain pixel
+    v = Volume("a", vols[0].image, last, 0, vols[0].target)
+    model = dcn.AutoEncoder(1, 4)
+    far = torch.full((3, 4), 0.0)
+    far[2] = 1e6  # no pixel is near this centre: it must be re-seeded
+    result = dcn.fit(SliceDataset([v]), 3, model=model, epochs=1, batch_size=1, progress=False,
+                     initial_centres=far)
+    assert result.history[-1]["reseeded"] >= 1 and result.centres[2].abs().max() < 1e3
