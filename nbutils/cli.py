@@ -130,6 +130,17 @@ def _check_channels(model: methods.Model | None, cases) -> None:
 
 
 def cmd_segment(args) -> int:
+    """Segment INPUT with METHOD into OUTPUT (resumable; never silently overwrites).
+
+    Parameters
+    ----------
+    args : the parsed command line (``python -m nbutils segment METHOD --help`` lists it).
+
+    Returns
+    -------
+    the exit code (0); a user's mistake raises :class:`~nbutils.errors.InputError` or ValueError, which
+    :func:`main` prints in one line with exit code 2.
+    """
     cfg = config.load(args.profile, args.device, verbose=False)
     cls = methods.METHODS[args.method]
     user = _options(args, cls)
@@ -173,8 +184,18 @@ def cmd_segment(args) -> int:
 
 
 def cmd_train(args) -> int:
-    """Train on INPUT. The slices are cached on disk at the method's size and streamed (bounded memory);
-    under torchrun every process trains on its shard, rank 0 builds the cache and writes the checkpoint."""
+    """Train METHOD on INPUT into CHECKPOINT: slices cached on disk and streamed (bounded memory); under
+    torchrun every process trains its shard, rank 0 builds the cache and writes the checkpoint.
+
+    Parameters
+    ----------
+    args : the parsed command line (``python -m nbutils train METHOD --help`` lists it).
+
+    Returns
+    -------
+    the exit code (0); a user's mistake raises :class:`~nbutils.errors.InputError` or ValueError, which
+    :func:`main` prints in one line with exit code 2.
+    """
     cfg = config.load(args.profile, args.device, verbose=False)
     cls = methods.METHODS[args.method]
     method = cls.for_profile(cfg.profile, **{**cls.training_defaults, **_options(args, cls)})
@@ -286,10 +307,17 @@ def _predicted_cases(pred: Path) -> set[str]:
 def evaluate(pred: str | Path, gt: str | Path) -> dict:
     """Per-volume scores of a ``segment`` output folder against ground truth.
 
-    Label-free Dice and HD95 (pixels) come from the ``_lesion`` files; oracle Dice from the
-    ``_labels`` files, with the cluster Hungarian-matched to the lesion; ``lesion_kept``, the share
-    of the true lesion inside the ``_brain`` mask the run used (NaN when the run wrote none).
-    Rows are sorted worst label-free Dice first. Predicted cases without ground truth get a warning.
+    Parameters
+    ----------
+    pred : the OUTPUT of ``segment``.
+    gt : the INPUT with its ground truth (LGG masks, NIfTI seg files, ``*_mask`` images).
+
+    Returns
+    -------
+    dict ``rows`` (one per case, worst label-free Dice first: ``dice_label_free`` and ``hd95_label_free``
+    from the ``_lesion`` files, ``dice_oracle`` from the ``_labels`` files Hungarian-matched to the lesion,
+    ``lesion_kept`` inside the ``_brain`` mask, NaN when the run wrote none) and ``summary`` (mean, median,
+    std, n of each). Predicted cases without ground truth get a warning.
     """
     pred, gt = Path(pred), Path(gt)
     if not pred.is_dir():
@@ -309,6 +337,17 @@ def evaluate(pred: str | Path, gt: str | Path) -> dict:
 
 
 def cmd_evaluate(args) -> int:
+    """Score a segment OUTPUT against ground truth, per case, worst first.
+
+    Parameters
+    ----------
+    args : the parsed command line (``python -m nbutils evaluate --help`` lists it).
+
+    Returns
+    -------
+    the exit code (0); a user's mistake raises :class:`~nbutils.errors.InputError` or ValueError, which
+    :func:`main` prints in one line with exit code 2.
+    """
     if args.json:
         _writable(Path(args.json), "JSON file")
     result = evaluate(args.pred, args.gt)
@@ -326,6 +365,17 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    """Every method on the same volumes: one table.
+
+    Parameters
+    ----------
+    args : the parsed command line (``python -m nbutils compare --help`` lists it).
+
+    Returns
+    -------
+    the exit code (0); a user's mistake raises :class:`~nbutils.errors.InputError` or ValueError, which
+    :func:`main` prints in one line with exit code 2.
+    """
     cfg = config.load(args.profile, args.device, verbose=False)
     chosen = comparison.entries(args.methods.split(",") if args.methods else None)
     overrides = dict(k=args.k, seed=args.seed)
@@ -358,6 +408,17 @@ def cmd_compare(args) -> int:
 
 
 def cmd_methods(args) -> int:
+    """List every method with its options.
+
+    Parameters
+    ----------
+    args : the parsed command line (``python -m nbutils methods --help`` lists it).
+
+    Returns
+    -------
+    the exit code (0); a user's mistake raises :class:`~nbutils.errors.InputError` or ValueError, which
+    :func:`main` prints in one line with exit code 2.
+    """
     for name, cls in methods.METHODS.items():
         kind = "supervised" if cls.supervised else "learns" if cls.trainable else "classical"
         print(f"{name}  ({cls.title}; {kind})  {cls.reference}")
@@ -392,6 +453,13 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser: one sub-command per action, one sub-parser per method whose options
+    come from its options dataclass.
+
+    Returns
+    -------
+    argparse parser raising :class:`UsageError` on a syntax error.
+    """
     parser = Parser(prog="python -m nbutils", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     seg = sub.add_parser("segment", help="segment INPUT with METHOD into OUTPUT")
@@ -447,6 +515,17 @@ def _close_bars() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line.
+
+    Parameters
+    ----------
+    argv : the arguments (None: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    exit code: 0, 2 after one line ``error: <file>: <problem>`` for a user's mistake, 130 after one line
+    when interrupted (Ctrl-C).
+    """
     warnings.formatwarning = lambda msg, category, *a, **k: f"warning: {msg}\n"
     args = None
     try:

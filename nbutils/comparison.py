@@ -46,7 +46,16 @@ ENTRIES = (
 
 
 def entries(names: list[str] | None = None) -> list[Entry]:
-    """The entries whose name or method is in ``names`` (None: all); a ValueError lists the choices."""
+    """The comparison's rows by name or method.
+
+    Parameters
+    ----------
+    names : entry names (e.g. "CUTS + k-means") or methods (e.g. "cuts"); None: every entry.
+
+    Returns
+    -------
+    list of :class:`Entry`; a ValueError lists the choices for an unknown name.
+    """
     if not names:
         return list(ENTRIES)
     chosen = [e for e in ENTRIES if e.name in names or e.method in names]
@@ -58,20 +67,44 @@ def entries(names: list[str] | None = None) -> list[Entry]:
 
 
 def method_of(entry: Entry, profile: str = "ci", **overrides) -> methods.Method:
-    """The entry's method with the profile's options, the entry's own and ``overrides`` (those the
-    method has, e.g. ``k``)."""
+    """The method of an entry.
+
+    Parameters
+    ----------
+    entry : the entry.
+    profile : the options' profile.
+    **overrides : options for every method that has them (e.g. ``k``, ``seed``); the entry's own win.
+
+    Returns
+    -------
+    :class:`nbutils.methods.Method`.
+    """
     return methods.get(entry.method, profile, overrides, **dict(entry.options))
 
 
 def compare(volumes: list[Volume], chosen: list[Entry] | None = None, *, profile: str = "ci", device="cpu",
             largest_cc: bool = True, test_fraction: float = 0.3, progress: bool = True,
             callback: Callable | None = None, **overrides) -> pd.DataFrame:
-    """One row per (method, volume) of :func:`nbutils.evaluation.score_volumes`: ``seconds`` is that
-    volume's segmentation plus its share of training, ``split`` "all" or "test".
+    """Every chosen method on the same volumes, scored the same way.
 
-    ``overrides`` (e.g. ``k=4``, ``seed=0``) reach every method that has them. Methods that learn share
-    one training among their entries when their training options agree (CUTS's three stage 2s).
-    ``callback(name, volume, labels, lesion)`` sees every result (e.g. to keep one volume's masks)."""
+    Parameters
+    ----------
+    volumes : volumes with ground truth.
+    chosen : entries (default: every one).
+    profile, device : the methods' options profile and where they run.
+    largest_cc : one lesion per volume.
+    test_fraction : the supervised reference's held-out share of the patients.
+    progress : progress bars.
+    callback : ``callback(name, volume, labels, lesion)`` sees every result (e.g. to keep one volume's masks).
+    **overrides : options for every method that has them (e.g. ``k=4``, ``seed=0``).
+
+    Returns
+    -------
+    pandas DataFrame of :func:`nbutils.evaluation.score_volumes` rows: ``seconds`` is the volume's
+    segmentation plus its share of training; ``split`` is "all", or "test" for the supervised reference.
+    Methods that learn train once on all the volumes and share that training among their entries when
+    their training options agree (CUTS's three stage 2s).
+    """
     if any(v.target is None for v in volumes):
         raise ValueError("compare needs ground-truth lesion masks for every volume")
     frames = []

@@ -41,14 +41,33 @@ class Config:
         return self.data_dir / "cache"
 
     def method(self, name: str, **options):
-        """The registry's method ``name`` with this profile's options, ``seed`` and ``options`` on top."""
+        """The registry's method ``name`` with this profile's options.
+
+        Parameters
+        ----------
+        name : a method of :data:`nbutils.methods.METHODS`.
+        **options : its options on top (this config's ``seed`` when it has one).
+
+        Returns
+        -------
+        :class:`nbutils.methods.Method`.
+        """
         from nbutils import methods
 
         return methods.get(name, self.profile, {"seed": self.seed}, **options)
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path:
-    """The checkout's root (the folder holding ``nbutils/`` and ``notebooks/``), else the cwd."""
+    """The checkout's root (the folder holding ``nbutils/`` and ``notebooks/``).
+
+    Parameters
+    ----------
+    start : where to look from (default: the working directory).
+
+    Returns
+    -------
+    Path; the working directory when no checkout is found above it.
+    """
     here = Path(start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / "nbutils").is_dir() and (folder / "notebooks").is_dir():
@@ -57,7 +76,16 @@ def project_root(start: str | os.PathLike | None = None) -> Path:
 
 
 def resolve_profile(profile: str | None = None) -> str:
-    """The profile name: the argument, else ``NBUTILS_PROFILE``, else ``ci`` under CI or without CUDA."""
+    """The profile's name.
+
+    Parameters
+    ----------
+    profile : ``ci`` or ``full``; None: ``NBUTILS_PROFILE``, else ``ci`` under CI or without CUDA, else ``full``.
+
+    Returns
+    -------
+    str; a ValueError for an unknown profile.
+    """
     name = profile or os.environ.get("NBUTILS_PROFILE")
     if not name:
         ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -68,11 +96,20 @@ def resolve_profile(profile: str | None = None) -> str:
 
 
 def load(profile: str | None = None, device: str | None = None, verbose: bool = True, **overrides) -> Config:
-    """Build the :class:`Config` for this run and print a one-line summary.
+    """Build the run's :class:`Config` and print a one-line summary.
 
-    ``NBUTILS_LGG`` names a ``kaggle_3m`` folder to use besides the embedded data;
-    ``NBUTILS_DATA_DIR`` and ``NBUTILS_BUILD_DIR`` move the cache and build folders
-    (default: ``data/`` and ``build/`` at the project root).
+    Parameters
+    ----------
+    profile : see :func:`resolve_profile`.
+    device : see :func:`nbutils.runtime.choose_device`; None: ``NBUTILS_DEVICE`` or auto.
+    verbose : print the summary.
+    **overrides : values of :class:`Config` fields (``lgg_path`` too).
+
+    Returns
+    -------
+    :class:`Config`. ``NBUTILS_LGG`` names a ``kaggle_3m`` folder to use besides the embedded data;
+    ``NBUTILS_DATA_DIR`` and ``NBUTILS_BUILD_DIR`` move the cache and build folders (default: ``data/``
+    and ``build/`` at the project root).
     """
     name = resolve_profile(profile)
     root = project_root()

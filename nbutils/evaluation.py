@@ -17,7 +17,18 @@ Lesion = Callable[[np.ndarray, Volume, bool], np.ndarray]  # (labels, volume, la
 
 
 def label_free(labels: np.ndarray, volume: Volume, largest_cc: bool = True) -> np.ndarray:
-    """:func:`metrics.label_free_lesion` of a volume's labels (S, H, W)."""
+    """The label-free lesion of a volume's labels.
+
+    Parameters
+    ----------
+    labels : (S, H, W) cluster ids.
+    volume : the volume (its FLAIR and brain mask).
+    largest_cc : one lesion (see :func:`nbutils.metrics.label_free_lesion`).
+
+    Returns
+    -------
+    (S, H, W) bool.
+    """
     return metrics.label_free_lesion(labels, volume.flair, volume.brain, largest_cc)
 
 
@@ -56,9 +67,18 @@ def score_volumes(labeller: Callable[[Volume], np.ndarray], volumes: list[Volume
 
 
 def table(scores: pd.DataFrame, device: str = "") -> pd.DataFrame:
-    """The one summary of :func:`score_volumes` rows, per method (in order of appearance): Dice
-    label-free and oracle mean and median, label-free HD95 mean (pixels, finite values), the lesion
-    kept by the brain mask, seconds per volume, the number of volumes and the device."""
+    """The one summary of :func:`score_volumes` rows, per method in order of appearance.
+
+    Parameters
+    ----------
+    scores : rows of :func:`score_volumes` (several methods concatenated).
+    device : written in a ``device`` column.
+
+    Returns
+    -------
+    pandas DataFrame indexed by method: Dice label-free and oracle mean and median, label-free HD95 mean
+    (pixels, finite values), the lesion kept by the brain mask, seconds per volume, volumes, device.
+    """
     grouped = scores.groupby("method", sort=False)
     out = pd.DataFrame({
         "Dice label-free mean": grouped["dice_label_free"].mean(),
@@ -75,17 +95,36 @@ def table(scores: pd.DataFrame, device: str = "") -> pd.DataFrame:
 
 
 def patient_folds(names: list[str], n_folds: int = 5, seed: int = 0) -> list[list[str]]:
-    """Patients dealt into ``n_folds`` disjoint folds at random (seeded), for cross-validation: choose a
-    rule or hyper-parameter on the other folds, report it on the held-out one."""
+    """Patients dealt into disjoint folds at random, for cross-validation.
+
+    Parameters
+    ----------
+    names : patient names.
+    n_folds : how many folds.
+    seed : the shuffle.
+
+    Returns
+    -------
+    list of ``n_folds`` sorted lists of names: choose a rule on the other folds, report it on the held-out one.
+    """
     names = sorted(names)
     order = np.random.default_rng(seed).permutation(len(names))
     return [sorted(names[i] for i in order[f::n_folds]) for f in range(n_folds)]
 
 
 def cross_validate(table: dict, folds: list[list[str]]) -> tuple[dict[str, float], list]:
-    """Nested choice: ``table`` maps each candidate (a rule, a setting) to ``{patient: score}``; for each
-    fold, the candidate with the best mean score on the other folds is scored on the fold. Returns the
-    out-of-fold score per patient and the candidate picked for each fold."""
+    """Nested choice of a candidate by cross-validation.
+
+    Parameters
+    ----------
+    table : dict candidate (a rule, a setting) -> {patient: score}.
+    folds : patient folds (:func:`patient_folds`).
+
+    Returns
+    -------
+    (dict patient -> the score of the candidate with the best mean on the other folds, the candidate
+    picked for each fold).
+    """
     out, picks = {}, []
     for held in folds:
         train = [n for fold in folds if fold is not held for n in fold]

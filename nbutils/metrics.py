@@ -17,7 +17,19 @@ from nbutils.data.preprocessing import largest_component
 def dice(pred: np.ndarray, target: np.ndarray) -> float:
     """Dice overlap 2|A and B| / (|A| + |B|) of two boolean masks of the same shape.
 
-    Both empty counts as a perfect match (1.0), one empty as 0.0.
+    Parameters
+    ----------
+    pred, target : bool arrays of one shape, e.g. (S, H, W): the stacked slices of one volume
+        (per-volume Dice), not one slice at a time.
+
+    Returns
+    -------
+    float in [0, 1]: 1.0 when both are empty, 0.0 when only one is.
+
+    References
+    ----------
+    Dice, "Measures of the amount of ecologic association between species", Ecology 26, 1945,
+    doi:10.2307/1932409.
     """
     pred, target = np.asarray(pred, bool), np.asarray(target, bool)
     if pred.shape != target.shape:
@@ -31,11 +43,18 @@ def _surface(mask: np.ndarray) -> np.ndarray:
 
 
 def hd95(pred: np.ndarray, target: np.ndarray, percentile: float = 95.0, spacing=None) -> float:
-    """95th percentile of the symmetric surface distances between two masks, in pixels.
+    """Percentile of the symmetric surface distances between two masks.
 
-    Surfaces are the mask pixels with a background neighbour (face connectivity); distances are
-    Euclidean, scaled by ``spacing`` per axis when given. ``percentile=100`` is the Hausdorff
-    distance. Both empty: 0.0; one empty: ``inf``.
+    Parameters
+    ----------
+    pred, target : bool arrays of one shape (2D or 3D). Surfaces are the mask pixels with a background
+        neighbour (face connectivity).
+    percentile : 95 (HD95) by default; 100 is the Hausdorff distance.
+    spacing : voxel size per axis (e.g. mm); None: pixels.
+
+    Returns
+    -------
+    float: the distance in pixels (or ``spacing`` units); 0.0 when both are empty, ``inf`` when only one is.
     """
     pred, target = np.asarray(pred, bool), np.asarray(target, bool)
     if not pred.any() and not target.any():
@@ -49,7 +68,17 @@ def hd95(pred: np.ndarray, target: np.ndarray, percentile: float = 95.0, spacing
 
 
 def ari(labels: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Adjusted Rand index of two label maps (over ``mask`` when given); 1 = same partition."""
+    """Adjusted Rand index of two label maps: 1 for the same partition, about 0 for chance.
+
+    Parameters
+    ----------
+    labels, target : integer arrays of one shape.
+    mask : bool array of that shape; only its pixels count (None: all).
+
+    Returns
+    -------
+    float (Hubert & Arabie, Journal of Classification 2, 1985, doi:10.1007/BF01908075; scikit-learn's).
+    """
     labels, target = np.asarray(labels), np.asarray(target)
     if mask is not None:
         labels, target = labels[mask], target[mask]
@@ -59,8 +88,15 @@ def ari(labels: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) 
 def hungarian_match(labels: np.ndarray, target: np.ndarray) -> dict[int, int]:
     """ORACLE naming: the one-to-one map cluster -> class that maximises the overlap.
 
-    Uses the ground truth (Hungarian algorithm on the contingency table). Clusters left over
-    when there are more clusters than classes are not in the map.
+    Parameters
+    ----------
+    labels : integer array, cluster ids.
+    target : integer array of the same shape, ground-truth classes.
+
+    Returns
+    -------
+    dict cluster id -> class id (Hungarian algorithm on the contingency table; Kuhn, Naval Research
+    Logistics Quarterly 2, 1955). Clusters left over when there are more clusters than classes are not in it.
     """
     clusters, classes = np.unique(labels), np.unique(target)
     table = np.zeros((len(clusters), len(classes)), np.int64)
@@ -72,7 +108,18 @@ def hungarian_match(labels: np.ndarray, target: np.ndarray) -> dict[int, int]:
 
 
 def relabel(labels: np.ndarray, mapping: dict[int, int], fill: int = 0) -> np.ndarray:
-    """Apply a cluster -> class map; clusters not in it get ``fill``."""
+    """Apply a cluster -> class map.
+
+    Parameters
+    ----------
+    labels : integer array of cluster ids.
+    mapping : dict cluster id -> class id (e.g. :func:`hungarian_match`'s).
+    fill : the class of clusters not in ``mapping``.
+
+    Returns
+    -------
+    int64 array of ``labels``' shape.
+    """
     out = np.full(labels.shape, fill, dtype=np.int64)
     for cluster, cls in mapping.items():
         out[labels == cluster] = cls
@@ -80,9 +127,18 @@ def relabel(labels: np.ndarray, mapping: dict[int, int], fill: int = 0) -> np.nd
 
 
 def labels_by_brightness(assign: np.ndarray, features: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Label-free naming of clusters: cluster ids ``assign`` (N,) of the pixels inside ``mask``
-    (S, H, W), with their ``features`` (N, C), renumbered 1..n by increasing mean of feature 0;
-    returns labels of ``mask``'s shape, 0 outside."""
+    """Label-free naming of clusters: renumber them by increasing mean intensity.
+
+    Parameters
+    ----------
+    assign : (N,) int, the cluster of each pixel inside ``mask``.
+    features : (N, C) the pixels' values; clusters are ordered by the mean of feature 0.
+    mask : (S, H, W) bool, where the N pixels are.
+
+    Returns
+    -------
+    (S, H, W) int64: 1..n (n clusters present, 1 the darkest), 0 outside ``mask``.
+    """
     out = np.zeros(mask.shape, np.int64)
     if assign.size == 0:
         return out
@@ -95,7 +151,17 @@ def labels_by_brightness(assign: np.ndarray, features: np.ndarray, mask: np.ndar
 
 
 def oracle_lesion(labels: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """ORACLE lesion mask: the cluster Hungarian-matched to the lesion class (target True)."""
+    """ORACLE lesion: the cluster Hungarian-matched to the lesion (uses the ground truth).
+
+    Parameters
+    ----------
+    labels : (S, H, W) int cluster ids.
+    target : (S, H, W) bool lesion ground truth.
+
+    Returns
+    -------
+    (S, H, W) bool.
+    """
     mapping = hungarian_match(labels, np.asarray(target, bool).astype(np.int64))
     return relabel(labels, mapping) == 1
 
@@ -105,22 +171,57 @@ OPENING = 0.02  # opening radius of the one-lesion rule, as a share of the brain
 
 
 def robust_z(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """(values - median) / (1.4826 MAD) of ``reference``: a robust z-score, the MAD scaled to a normal's SD."""
+    """Robust z-scores: (values - median) / (1.4826 MAD) of ``reference``.
+
+    Parameters
+    ----------
+    values : array of any shape.
+    reference : 1D array whose median and median absolute deviation (scaled by 1.4826, a normal's SD)
+        set the scale.
+
+    Returns
+    -------
+    float array of ``values``' shape.
+
+    References
+    ----------
+    Hampel, "The influence curve and its role in robust estimation", JASA 69, 1974, doi:10.2307/2285666.
+    """
     median = np.median(reference)
     mad = 1.4826 * np.median(np.abs(reference - median))
     return (np.asarray(values, float) - median) / max(mad, 1e-12)
 
 
 def brain_diameter(brain: np.ndarray) -> float:
-    """Equivalent diameter 2 sqrt(area / pi), in pixels, of the largest slice of ``brain`` (S, H, W)."""
+    """Equivalent diameter of the largest slice of a brain mask.
+
+    Parameters
+    ----------
+    brain : (S, H, W) bool.
+
+    Returns
+    -------
+    float: 2 sqrt(area / pi) of the slice with the most brain pixels, in pixels.
+    """
     return float(2 * np.sqrt(brain.reshape(len(brain), -1).sum(1).max() / np.pi))
 
 
 def compact_component(mask: np.ndarray, radius: int) -> np.ndarray:
-    """The one compact blob of ``mask`` (S, H, W): open each slice with a disk of ``radius`` pixels (thin
-    ribbons such as cortex go), keep the largest 3D component of what is left, and give it back the
-    ``mask`` pixels within ``radius`` of it (its own border). Without anything left after the opening,
-    the largest component of ``mask``."""
+    """The one compact blob of a mask.
+
+    Each slice is opened with a disk of ``radius`` pixels (thin ribbons such as cortex go), the largest
+    3D component of what is left is kept, and it gets back the ``mask`` pixels within ``radius`` of it
+    (its own border).
+
+    Parameters
+    ----------
+    mask : (S, H, W) bool.
+    radius : opening radius in pixels (at least 1).
+
+    Returns
+    -------
+    (S, H, W) bool; the largest 3D component of ``mask`` when nothing survives the opening.
+    """
     disk = morphology.disk(max(int(radius), 1))[None]
     opened = ndimage.binary_opening(mask, disk)
     if not opened.any():
@@ -129,9 +230,18 @@ def compact_component(mask: np.ndarray, radius: int) -> np.ndarray:
 
 
 def lesion_clusters(labels: np.ndarray, flair: np.ndarray, brain: np.ndarray, z: float | None = LESION_Z) -> np.ndarray:
-    """The clusters (ids) the label-free rule calls lesion: the one with the highest mean FLAIR inside
-    ``brain``, and every cluster whose mean is at least ``z`` robust SDs above the brain's median FLAIR
-    (:func:`robust_z`; None: the brightest alone); all arrays (S, H, W)."""
+    """The clusters the label-free rule calls lesion.
+
+    Parameters
+    ----------
+    labels, flair, brain : (S, H, W) arrays of one volume: cluster ids, FLAIR intensities, brain mask.
+    z : clusters whose mean FLAIR is at least ``z`` robust SDs above the brain's median (:func:`robust_z`)
+        join the brightest one; None: the brightest alone.
+
+    Returns
+    -------
+    (n,) int: the lesion clusters' ids.
+    """
     inside = labels[brain]
     clusters = np.unique(inside)
     values = flair[brain]
@@ -173,8 +283,16 @@ def label_free_lesion(labels: np.ndarray, flair: np.ndarray, brain: np.ndarray, 
 
 
 def summary(values) -> dict[str, float]:
-    """Mean, median, standard deviation and count of a list of per-volume scores (NaN and inf left out
-    of the statistics, counted in ``n``)."""
+    """Mean, median, standard deviation and count of per-volume scores.
+
+    Parameters
+    ----------
+    values : iterable of floats; NaN and inf are left out of the statistics.
+
+    Returns
+    -------
+    dict with ``mean``, ``median``, ``std`` and ``n`` (every value, finite or not).
+    """
     values = np.asarray(list(values), float)
     finite = values[np.isfinite(values)]
     return dict(
@@ -186,7 +304,17 @@ def summary(values) -> dict[str, float]:
 
 
 def lesion_kept(brain: np.ndarray | None, target: np.ndarray) -> float:
-    """Share of the ``target`` lesion inside the ``brain`` mask (1.0 for an empty lesion, NaN without a mask)."""
+    """Share of the true lesion inside the brain mask.
+
+    Parameters
+    ----------
+    brain : (S, H, W) bool, or None when no mask was recorded.
+    target : (S, H, W) bool lesion ground truth.
+
+    Returns
+    -------
+    float in [0, 1]: 1.0 for an empty lesion, NaN without a mask.
+    """
     if brain is None:
         return float("nan")
     target = np.asarray(target, bool)
@@ -194,10 +322,19 @@ def lesion_kept(brain: np.ndarray | None, target: np.ndarray) -> float:
 
 
 def scores(labels: np.ndarray, lesion: np.ndarray, target: np.ndarray, brain: np.ndarray | None = None) -> dict:
-    """Per-volume scores of one segmentation, all arrays (S, H, W) of one volume.
+    """Per-volume scores of one segmentation of one volume.
 
-    ``dice_label_free`` and ``hd95_label_free`` (pixels) of the ``lesion`` mask; ``dice_oracle`` of the
-    cluster of ``labels`` Hungarian-matched to the lesion; ``lesion_kept`` by the ``brain`` mask.
+    Parameters
+    ----------
+    labels : (S, H, W) int cluster ids (0 outside the brain).
+    lesion : (S, H, W) bool, the lesion named among ``labels`` (label-free, or a supervised method's own).
+    target : (S, H, W) bool lesion ground truth.
+    brain : (S, H, W) bool brain mask used, or None.
+
+    Returns
+    -------
+    dict: ``dice_label_free`` and ``hd95_label_free`` (pixels) of ``lesion``; ``dice_oracle`` of the
+    cluster Hungarian-matched to the lesion; ``lesion_kept`` by ``brain``.
     """
     return dict(
         dice_label_free=dice(lesion, target),
@@ -209,17 +346,36 @@ def scores(labels: np.ndarray, lesion: np.ndarray, target: np.ndarray, brain: np
 
 def lesion_scores(labels: np.ndarray, flair: np.ndarray, brain: np.ndarray, target: np.ndarray,
                   largest_cc: bool = True) -> dict[str, float]:
-    """:func:`scores` of a cluster map whose lesion is named by :func:`label_free_lesion`."""
+    """:func:`scores` of a cluster map whose lesion is named by :func:`label_free_lesion`.
+
+    Parameters
+    ----------
+    labels, flair, brain, target : (S, H, W) arrays of one volume.
+    largest_cc : one lesion (see :func:`label_free_lesion`).
+
+    Returns
+    -------
+    dict, see :func:`scores`.
+    """
     return scores(labels, label_free_lesion(labels, flair, brain, largest_cc), target, brain)
 
 
 def tissue_dice(labels: np.ndarray, tissue: np.ndarray, mask: np.ndarray, names: dict[int, str],
                 oracle: bool = False) -> dict[str, float]:
-    """Dice per tissue class inside ``mask``.
+    """Dice per tissue class inside a mask.
 
-    Label-free (default): cluster ``c`` is class ``c`` (clusters numbered by intensity order, as
-    the classical methods do, must then follow the class order, e.g. CSF < GM < WM on T1).
-    ``oracle=True``: clusters are Hungarian-matched to the classes first.
+    Parameters
+    ----------
+    labels : int array, cluster ids; label-free, cluster ``c`` is class ``c`` (clusters numbered by
+        intensity order must then follow the class order, e.g. CSF < GM < WM on T1).
+    tissue : int array of the same shape, the reference classes.
+    mask : bool array of the same shape: the pixels that count.
+    names : dict class value -> name.
+    oracle : Hungarian-match the clusters to the classes first.
+
+    Returns
+    -------
+    dict name -> Dice.
     """
     pred, truth = labels[mask], tissue[mask]
     if oracle:

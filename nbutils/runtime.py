@@ -11,10 +11,16 @@ import torch.distributed as dist
 
 
 def choose_device(device: str = "auto") -> torch.device:
-    """The torch device to run on: ``"auto"`` picks cuda, then mps, then cpu.
+    """The torch device to run on.
 
-    An explicit ``"cuda"`` or ``"mps"`` that is not available raises a ValueError
-    rather than silently falling back to the CPU.
+    Parameters
+    ----------
+    device : ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"`` or ``"mps"``.
+
+    Returns
+    -------
+    torch.device; a ValueError for an unknown device or one that is not available (never a silent
+    fallback to the CPU).
     """
     if device == "auto":
         if torch.cuda.is_available():
@@ -36,9 +42,19 @@ def choose_device(device: str = "auto") -> torch.device:
 
 
 def batched(model: torch.nn.Module, image: np.ndarray, batch_size: int = 8):
-    """``model(x)`` for consecutive batches of NumPy slices (S, C, H, W), on the model's device,
-    with the model in eval mode (iterate under ``torch.no_grad()``). A model whose ``config``
-    names ``in_channels`` is checked against C first: a ValueError names both counts."""
+    """``model(x)`` for consecutive batches of NumPy slices, without gradients expected.
+
+    Parameters
+    ----------
+    model : a network; put in eval mode. When its ``config`` names ``in_channels``, C is checked against
+        it first (a ValueError names both counts).
+    image : (S, C, H, W) slices.
+    batch_size : slices per forward pass.
+
+    Yields
+    ------
+    the model's output for each batch, on the model's device (iterate under ``torch.no_grad()``).
+    """
     expected = getattr(model, "config", {}).get("in_channels")
     if expected is not None and image.shape[1] != expected:
         raise ValueError(f"the model takes {expected} channel(s), the image has {image.shape[1]}")
@@ -49,21 +65,40 @@ def batched(model: torch.nn.Module, image: np.ndarray, batch_size: int = 8):
 
 
 def synchronize(device: torch.device) -> None:
-    """Wait for queued CUDA work (for wall-clock timings); nothing on other devices."""
+    """Wait for queued CUDA work (for wall-clock timings); nothing on other devices.
+
+    Parameters
+    ----------
+    device : the device timed.
+    """
     if device.type == "cuda":
         torch.cuda.synchronize()
 
 
 def world() -> tuple[int, int]:
-    """(rank, world size) of this process: (0, 1) unless a process group is running (torchrun)."""
+    """This process's place in a torchrun job.
+
+    Returns
+    -------
+    (rank, world size): (0, 1) outside a process group.
+    """
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
 
 def init_distributed(device: torch.device) -> torch.device:
-    """Under torchrun (``WORLD_SIZE`` > 1), join the process group (nccl on CUDA, gloo on the CPU) and
-    return this process's device (``cuda:LOCAL_RANK`` on CUDA); otherwise return ``device`` unchanged."""
+    """Join the torchrun process group when there is one.
+
+    Parameters
+    ----------
+    device : the device asked for.
+
+    Returns
+    -------
+    this process's device: ``cuda:LOCAL_RANK`` on CUDA under torchrun (nccl), ``device`` otherwise (gloo
+    on the CPU; nothing to join when ``WORLD_SIZE`` is 1).
+    """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
         return device
     if device.type == "cuda":
@@ -90,6 +125,14 @@ class _AllSum(torch.autograd.Function):
 
 
 def all_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """The sum of ``tensor`` over every process, differentiable (its gradient is the sum of the
-    processes' gradients); ``tensor`` itself outside a process group."""
+    """The sum of a tensor over every process, differentiable.
+
+    Parameters
+    ----------
+    tensor : any tensor.
+
+    Returns
+    -------
+    the sum (its gradient is the sum of the processes' gradients); ``tensor`` itself outside a process group.
+    """
     return tensor if world()[1] == 1 else _AllSum.apply(tensor)

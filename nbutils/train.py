@@ -33,8 +33,16 @@ def _to_device(batch, device: torch.device, channels_last: bool = False):
 
 
 def remove_partials(*paths: str | os.PathLike) -> int:
-    """Remove the temporary files an interrupted atomic write of each of ``paths`` left beside it
-    (``.partial-*-<name>``, see :func:`nbutils.data.io.atomic_path`); returns how many."""
+    """Remove the temporary files interrupted atomic writes left.
+
+    Parameters
+    ----------
+    *paths : files whose ``.partial-*-<name>`` siblings (see :func:`nbutils.data.io.atomic_path`) go.
+
+    Returns
+    -------
+    how many were removed.
+    """
     removed = 0
     for path in map(Path, paths):
         folder = path.parent if path.parent.is_dir() else None
@@ -45,8 +53,15 @@ def remove_partials(*paths: str | os.PathLike) -> int:
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
-    """``torch.save`` to a temporary file, then rename: a crash never leaves a half file. Under torchrun
-    only rank 0 writes, with the world size, and every process waits until it is written."""
+    """Write a checkpoint atomically (a crash never leaves a half file).
+
+    Parameters
+    ----------
+    path : the ``.pt`` file.
+    state : dict of tensors and plain values (loadable with ``weights_only=True``).
+
+    Under torchrun only rank 0 writes, adding ``world_size``, and every process waits until it is written.
+    """
     rank, size = world()
     if rank == 0:
         with atomic_path(path) as tmp:
@@ -68,8 +83,21 @@ class Parallel(DistributedDataParallel):
 
 def loader(dataset, batch_size: int, seed: int, epoch: int, device: torch.device, shuffle: bool = True,
            workers: int = 0) -> torch.utils.data.DataLoader:
-    """Batches of ``dataset`` for one epoch, shuffled by ``seed + epoch``. Under torchrun each process
-    gets its shard (DistributedSampler) of every global batch of ``batch_size`` slices."""
+    """Batches of a dataset for one epoch.
+
+    Parameters
+    ----------
+    dataset : a map-style dataset.
+    batch_size : the global batch, slices.
+    seed, epoch : the shuffle (``seed + epoch``).
+    device : pinned memory on CUDA.
+    shuffle : shuffle or keep the order.
+    workers : DataLoader worker processes.
+
+    Returns
+    -------
+    DataLoader; under torchrun each process gets its shard (DistributedSampler) of every global batch.
+    """
     rank, size = world()
     common = dict(pin_memory=device.type == "cuda", num_workers=workers, persistent_workers=False)
     if size == 1:
@@ -81,7 +109,18 @@ def loader(dataset, batch_size: int, seed: int, epoch: int, device: torch.device
 
 
 def load_checkpoint(path: str | os.PathLike, method: str | None = None) -> dict:
-    """Load a checkpoint safely (``weights_only=True``); check it belongs to ``method``."""
+    """Load a checkpoint safely (``weights_only=True``: no code runs).
+
+    Parameters
+    ----------
+    path : the ``.pt`` file.
+    method : the method it must belong to (its ``method`` entry); None: any.
+
+    Returns
+    -------
+    the state dict; InputError naming the file when it is missing, unreadable, not an nbutils checkpoint
+    or another method's.
+    """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -118,22 +157,37 @@ def fit(
     channels_last: bool = False,
     compile: bool = False,
 ) -> list[dict[str, float]]:
-    """Train ``model`` for ``epochs`` epochs; return the history, one dict of mean losses per epoch.
+    """Train a network: the one loop every method uses.
 
-    ``loss_fn(model, batch)`` returns the loss tensor, or a dict whose ``"loss"`` entry is
-    optimised and whose other entries are logged. Each epoch shuffles with a generator seeded by
-    ``seed + epoch`` and reseeds torch the same way, so a resumed run repeats an uninterrupted one.
-    With ``checkpoint``, the model, optimiser, epoch and history are written atomically after every
-    epoch; ``resume=True`` continues from that file when it exists. On CUDA, ``amp`` runs the
-    forward pass under bfloat16 autocast. A NaN or infinite loss stops training with a
-    FloatingPointError naming the epoch. ``extra`` entries (e.g. the network's configuration)
-    are stored in every checkpoint as well. Losses are summed on the device and read once per epoch.
+    Parameters
+    ----------
+    model : the network.
+    loss_fn : ``loss_fn(model, batch)`` returns the loss tensor, or a dict whose ``"loss"`` entry is
+        optimised and whose other entries are logged.
+    dataset : map-style dataset of dict items (``SliceDataset``, ``StreamingSlices``).
+    epochs : the last epoch (a resumed run continues to it).
+    batch_size : slices per step (under torchrun: the global batch, split among the processes).
+    lr, optimizer : Adam at ``lr`` unless an optimizer is given.
+    device : where it trains.
+    checkpoint, resume : the model, optimiser, epoch and history (and ``extra``) are written atomically
+        after every epoch; ``resume`` continues from the file when it exists.
+    method : the name stored in (and checked on) the checkpoint.
+    amp : bfloat16 autocast of the forward pass on CUDA.
+    seed : each epoch shuffles with a generator seeded by ``seed + epoch`` and reseeds torch the same way,
+        so a resumed run repeats an uninterrupted one.
+    progress : a progress bar (rank 0 only).
+    extra : entries (e.g. the network's configuration) stored in every checkpoint.
+    workers : DataLoader worker processes.
+    channels_last, compile : on CUDA, NHWC activations and ``torch.compile`` of the step.
 
-    Under torchrun the network is wrapped in DistributedDataParallel (SyncBatchNorm on CUDA; on the
-    CPU, batch norm sees each process's shard), each process trains on its shard of every global
-    batch of ``batch_size`` slices, gradients are averaged, and only rank 0 shows progress and writes
-    checkpoints (with ``world_size``). ``workers`` DataLoader workers read the data; on CUDA
-    ``channels_last`` stores activations as NHWC and ``compile`` runs the step through ``torch.compile``.
+    Returns
+    -------
+    the history: one dict of mean losses per epoch, summed on the device and read once per epoch. A NaN
+    or infinite loss stops training with a FloatingPointError naming the epoch.
+
+    Under torchrun the network is wrapped in DistributedDataParallel (SyncBatchNorm on CUDA; on the CPU,
+    batch norm sees each process's shard), each process trains on its shard of every global batch,
+    gradients are averaged, and only rank 0 shows progress and writes checkpoints (with ``world_size``).
     """
     device = torch.device(device)
     model.to(device)

@@ -11,9 +11,21 @@ TISSUE_COLORS = ListedColormap(["none", "tab:blue", "tab:gray", "wheat"])
 
 def show_slice(image: np.ndarray, ax=None, window: tuple[float, float] = (0.0, 1.0), title: str | None = None,
                contours: dict[str, np.ndarray] | None = None, labels: np.ndarray | None = None, alpha: float = 0.35):
-    """One (H, W) slice in grey within the intensity ``window``, optional label map and contours.
+    """One slice in grey with optional labels and contours.
 
-    ``contours`` maps a colour to a boolean (H, W) mask drawn as an outline.
+    Parameters
+    ----------
+    image : (H, W).
+    ax : matplotlib axes (None: the current ones).
+    window : intensities shown from black to white.
+    title : axes title.
+    contours : colour -> (H, W) bool mask drawn as an outline (None masks are skipped).
+    labels : (H, W) int overlay (0 transparent).
+    alpha : overlay opacity.
+
+    Returns
+    -------
+    the axes.
     """
     ax = ax or plt.gca()
     ax.imshow(image, cmap="gray", vmin=window[0], vmax=window[1], interpolation="nearest")
@@ -30,7 +42,18 @@ def show_slice(image: np.ndarray, ax=None, window: tuple[float, float] = (0.0, 1
 
 
 def orthogonal_views(volume: np.ndarray, title: str = "", labels: np.ndarray | None = None):
-    """Axial, coronal and sagittal central slices of a canonical (X, Y, Z) volume."""
+    """Axial, coronal and sagittal central slices of a volume.
+
+    Parameters
+    ----------
+    volume : (X, Y, Z) canonical.
+    title : prefix of each panel's title.
+    labels : (X, Y, Z) int overlay.
+
+    Returns
+    -------
+    matplotlib figure.
+    """
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
     centre = [s // 2 for s in volume.shape]
     cuts = [(np.rot90(volume[:, :, centre[2]]), "axial", 2), (np.rot90(volume[:, centre[1], :]), "coronal", 1),
@@ -43,7 +66,20 @@ def orthogonal_views(volume: np.ndarray, title: str = "", labels: np.ndarray | N
 
 
 def class_histograms(image: np.ndarray, labels: np.ndarray, names: dict[int, str], ax=None, bins: int = 80):
-    """Histograms of ``image`` values per label (one colour per class name)."""
+    """Histograms of intensities per class.
+
+    Parameters
+    ----------
+    image : array of intensities in [0, 1].
+    labels : int array of its shape.
+    names : class value -> name.
+    ax : matplotlib axes (None: the current ones).
+    bins : histogram bins.
+
+    Returns
+    -------
+    the axes.
+    """
     ax = ax or plt.gca()
     for value, name in names.items():
         ax.hist(image[labels == value].ravel(), bins=bins, range=(0, 1), histtype="step", density=True, label=name)
@@ -55,7 +91,20 @@ def class_histograms(image: np.ndarray, labels: np.ndarray, names: dict[int, str
 
 def slice_gallery(image: np.ndarray, masks: dict[str, np.ndarray] | None = None, n: int = 6,
                   title: str = "", window=(0.0, 1.0)):
-    """``n`` evenly spaced slices of an (S, H, W) volume with mask outlines."""
+    """Evenly spaced slices of a volume with mask outlines.
+
+    Parameters
+    ----------
+    image : (S, H, W).
+    masks : colour -> (S, H, W) bool.
+    n : slices shown.
+    title : prefix of the titles.
+    window : intensity window.
+
+    Returns
+    -------
+    matplotlib figure.
+    """
     idx = np.linspace(0, len(image) - 1, min(n, len(image))).round().astype(int)
     fig, axes = plt.subplots(1, len(idx), figsize=(2.2 * len(idx), 2.4), squeeze=False)
     for ax, i in zip(axes[0], idx):
@@ -65,9 +114,19 @@ def slice_gallery(image: np.ndarray, masks: dict[str, np.ndarray] | None = None,
 
 
 def brain_masks(volumes, n: int = 4, window=(0.0, 1.0)):
-    """One row per volume: ``n`` evenly spaced slices of its FLAIR with the brain mask (yellow) and the
-    true lesion (red) outlined; the row title gives how the mask was made and the share of the lesion
-    it keeps (when the truth is known)."""
+    """Brain masks over several volumes, one row each.
+
+    Parameters
+    ----------
+    volumes : :class:`nbutils.data.datasets.Volume` objects.
+    n : slices per row (evenly spaced through the lesion when it spans enough slices).
+    window : intensity window.
+
+    Returns
+    -------
+    matplotlib figure: FLAIR with the brain mask (yellow) and the true lesion (red); each row's title says
+    how the mask was made and the share of the lesion it keeps.
+    """
     from nbutils import metrics
 
     fig, axes = plt.subplots(len(volumes), n, figsize=(2.3 * n, 2.5 * len(volumes)), squeeze=False)
@@ -85,7 +144,18 @@ def brain_masks(volumes, n: int = 4, window=(0.0, 1.0)):
 
 
 def score_bars(scores: dict[str, list[float]], ylabel: str = "per-volume Dice", ax=None):
-    """A strip of per-volume points and a bar of the mean for each method or mode."""
+    """Per-volume points and a bar of the mean for each method or mode.
+
+    Parameters
+    ----------
+    scores : name -> per-volume values in [0, 1].
+    ylabel : y-axis label.
+    ax : matplotlib axes (None: the current ones).
+
+    Returns
+    -------
+    the axes.
+    """
     ax = ax or plt.gca()
     for i, (name, values) in enumerate(scores.items()):
         ax.bar(i, np.mean(values), color="lightsteelblue")
@@ -97,7 +167,19 @@ def score_bars(scores: dict[str, list[float]], ylabel: str = "per-volume Dice", 
 
 
 def loss_curves(history: list[dict], keys=None, ax=None, log: bool = True):
-    """Per-epoch losses from a training history (list of dicts), one line per key."""
+    """Per-epoch losses from a training history, one line per key.
+
+    Parameters
+    ----------
+    history : list of dicts (one per epoch).
+    keys : the entries drawn (None: every float entry).
+    ax : matplotlib axes (None: the current ones).
+    log : logarithmic y axis.
+
+    Returns
+    -------
+    the axes.
+    """
     ax = ax or plt.gca()
     keys = keys or [k for k, v in history[0].items() if isinstance(v, float)]
     for key in keys:
@@ -109,7 +191,18 @@ def loss_curves(history: list[dict], keys=None, ax=None, log: bool = True):
 
 
 def reconstructions(images: np.ndarray, recon: np.ndarray, indices, channel: int = 0):
-    """Rows of input / reconstruction / absolute error for the given slices of (S, C, H, W) arrays."""
+    """Input, reconstruction and absolute error of some slices.
+
+    Parameters
+    ----------
+    images, recon : (S, C, H, W).
+    indices : the slices shown, one row each.
+    channel : the channel shown.
+
+    Returns
+    -------
+    matplotlib figure.
+    """
     fig, axes = plt.subplots(len(indices), 3, figsize=(7.5, 2.5 * len(indices)), squeeze=False)
     for row, i in zip(axes, indices):
         show_slice(images[i, channel], row[0], title=f"input {i}")
@@ -122,7 +215,19 @@ def reconstructions(images: np.ndarray, recon: np.ndarray, indices, channel: int
 
 
 def feature_pca(z: np.ndarray, mask: np.ndarray | None = None, ax=None, title: str = "features: PCA 1-3 as RGB"):
-    """The first three principal components of per-pixel features (D, H, W) shown as RGB."""
+    """The first three principal components of per-pixel features as RGB.
+
+    Parameters
+    ----------
+    z : (D, H, W) features.
+    mask : (H, W) bool; black outside (None: every pixel).
+    ax : matplotlib axes (None: the current ones).
+    title : axes title.
+
+    Returns
+    -------
+    the axes.
+    """
     from sklearn.decomposition import PCA
 
     ax = ax or plt.gca()
@@ -141,8 +246,21 @@ def feature_pca(z: np.ndarray, mask: np.ndarray | None = None, ax=None, title: s
 
 def mixture_over_histogram(values: np.ndarray, pi: np.ndarray, mu: np.ndarray, var: np.ndarray, ax=None,
                            title: str = "", bins: int = 100):
-    """A fitted 1D mixture over the histogram of ``values`` (N,): each component pi_k N(x; mu_k, var_k)
-    and their sum, as densities. ``pi``, ``mu``, ``var`` (K,) (one sequence of the fitted model)."""
+    """A fitted 1D mixture over a histogram.
+
+    Parameters
+    ----------
+    values : (N,) intensities.
+    pi, mu, var : (K,) one sequence of the fitted model: components pi_k N(x; mu_k, var_k) and their sum are
+        drawn as densities.
+    ax : matplotlib axes (None: the current ones).
+    title : axes title.
+    bins : histogram bins.
+
+    Returns
+    -------
+    the axes.
+    """
     ax = ax or plt.gca()
     ax.hist(values, bins=bins, density=True, color="0.8")
     x = np.linspace(values.min(), values.max(), 400)[:, None]

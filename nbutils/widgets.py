@@ -11,7 +11,16 @@ from nbutils.viz import show_slice
 
 def plot_scrubbed_slice(volume: np.ndarray, index: int, low: float = 0.0, high: float = 1.0,
                         masks: dict[str, np.ndarray] | None = None, title: str = ""):
-    """Slice ``index`` of an (S, H, W) volume in the window [low, high], with its histogram."""
+    """One slice in an intensity window, with its histogram.
+
+    Parameters
+    ----------
+    volume : (S, H, W) in [0, 1].
+    index : the slice.
+    low, high : the window.
+    masks : colour -> (S, H, W) bool outlines.
+    title : prefix of the title.
+    """
     fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.6), gridspec_kw=dict(width_ratios=[1, 1.2]))
     show_slice(volume[index], a, (low, max(high, low + 1e-3)), f"{title} slice {index}".strip(),
                {c: m[index] for c, m in (masks or {}).items()})
@@ -25,7 +34,18 @@ def plot_scrubbed_slice(volume: np.ndarray, index: int, low: float = 0.0, high: 
 
 
 def slice_scrubber(volume: np.ndarray, masks: dict[str, np.ndarray] | None = None, title: str = ""):
-    """Sliders for the slice index and the intensity window of an (S, H, W) volume in [0, 1]."""
+    """Sliders for the slice and the intensity window (wraps :func:`plot_scrubbed_slice`).
+
+    Parameters
+    ----------
+    volume : (S, H, W) in [0, 1].
+    masks : colour -> (S, H, W) bool outlines.
+    title : prefix of the title.
+
+    Returns
+    -------
+    the ipywidgets ``interact`` object.
+    """
     import ipywidgets as w
 
     return w.interact(
@@ -38,7 +58,13 @@ def slice_scrubber(volume: np.ndarray, masks: dict[str, np.ndarray] | None = Non
 
 
 def plot_reconstruction(images: np.ndarray, recon: np.ndarray, index: int):
-    """Input, reconstruction and error of slice ``index`` of (S, C, H, W) arrays."""
+    """Input, reconstruction and error of one slice.
+
+    Parameters
+    ----------
+    images, recon : (S, C, H, W).
+    index : the slice.
+    """
     from nbutils.viz import reconstructions
 
     reconstructions(images, recon, [index])
@@ -46,7 +72,16 @@ def plot_reconstruction(images: np.ndarray, recon: np.ndarray, index: int):
 
 
 def reconstruction_viewer(images: np.ndarray, recon: np.ndarray):
-    """A slider over the slices of an input/reconstruction pair."""
+    """A slider over the slices of an input/reconstruction pair (wraps :func:`plot_reconstruction`).
+
+    Parameters
+    ----------
+    images, recon : (S, C, H, W).
+
+    Returns
+    -------
+    the ipywidgets ``interact`` object.
+    """
     import ipywidgets as w
 
     return w.interact(plot_reconstruction, images=w.fixed(images), recon=w.fixed(recon),
@@ -67,8 +102,17 @@ def _lesion_panel(ax, volume, lesion: np.ndarray, index: int) -> None:
 
 def plot_dcn_trial(model, volume, k: int, lam: float, index: int, epochs: int = 1, seed: int = 0,
                    largest_cc: bool = True):
-    """Train DCN briefly from a copy of a pretrained ``model`` on one volume and show slice ``index``:
-    its clusters and the label-free lesion against the truth, with the volume's Dice in the title."""
+    """Train DCN briefly from a copy of a pretrained autoencoder on one volume and show one slice.
+
+    Parameters
+    ----------
+    model : the pretrained :class:`nbutils.models.AutoEncoder` (copied, not changed).
+    volume : :class:`nbutils.data.datasets.Volume` (with ``target`` for the Dice in the title).
+    k, lam : DCN's clusters and clustering weight.
+    index : the slice shown: the clusters, and the label-free lesion against the truth.
+    epochs, seed : the short training.
+    largest_cc : one lesion.
+    """
     import copy
 
     from nbutils import metrics
@@ -87,7 +131,19 @@ def plot_dcn_trial(model, volume, k: int, lam: float, index: int, epochs: int = 
 
 
 def dcn_explorer(model, volume, epochs: int = 1, largest_cc: bool = True):
-    """Sliders for K, lambda (each move re-runs a short DCN training) and the slice shown."""
+    """Sliders for K, lambda (each move re-runs a short DCN training) and the slice.
+
+    Parameters
+    ----------
+    model : the pretrained autoencoder.
+    volume : :class:`nbutils.data.datasets.Volume` (with ``target`` for the Dice in the title).
+    epochs : DCN rounds per move.
+    largest_cc : one lesion.
+
+    Returns
+    -------
+    the ipywidgets ``interact`` object.
+    """
     import ipywidgets as w
 
     return w.interact(
@@ -102,9 +158,17 @@ def dcn_explorer(model, volume, epochs: int = 1, largest_cc: bool = True):
 
 def plot_acwe_trial(volume, mu: float, nu: float, n_labelled: int, index: int, epochs: int = 15, seed: int = 0,
                     largest_cc: bool = True, device="cpu"):
-    """Train the ACWE network briefly on one volume and show slice ``index``: y and the label-free
-    lesion against the truth, with the volume's Dice in the title. ``n_labelled = 0`` is mode 1
-    (unsupervised); otherwise mode 3 (ACWE + Dice on ``n_labelled`` labelled slices)."""
+    """Train the ACWE network briefly on one volume and show one slice.
+
+    Parameters
+    ----------
+    volume : :class:`nbutils.data.datasets.Volume` (with ``target`` for the Dice in the title).
+    mu, nu : length and area weights.
+    n_labelled : 0: mode 1 (unsupervised); otherwise mode 3 (ACWE + Dice on that many labelled slices).
+    index : the slice shown: y, and the label-free lesion against the truth.
+    epochs, seed, device : the short training.
+    largest_cc : one lesion.
+    """
     from nbutils import metrics
     from nbutils.data.datasets import SliceDataset
     from nbutils.methods import acwe
@@ -124,8 +188,19 @@ def plot_acwe_trial(volume, mu: float, nu: float, n_labelled: int, index: int, e
 
 
 def acwe_explorer(volume, epochs: int = 15, largest_cc: bool = True, device="cpu"):
-    """Sliders for mu (length), nu (area), the number of labelled slices (each move re-trains
-    briefly) and the slice shown."""
+    """Sliders for mu, nu and the labelled slices (each move re-trains briefly) and the slice.
+
+    Parameters
+    ----------
+    volume : :class:`nbutils.data.datasets.Volume` (with ``target`` for the Dice in the title).
+    epochs : per move.
+    largest_cc : one lesion.
+    device : where it trains.
+
+    Returns
+    -------
+    the ipywidgets ``interact`` object.
+    """
     import ipywidgets as w
 
     return w.interact(
@@ -140,8 +215,16 @@ def acwe_explorer(volume, epochs: int = 15, largest_cc: bool = True, device="cpu
 
 
 def plot_hierarchy_level(volume, tree, level: int, index: int, largest_cc: bool = True):
-    """One level of a condensation hierarchy of ``volume``'s brain pixels on slice ``index``: the
-    clusters (named by brightness) and the label-free lesion against the truth."""
+    """One level of a condensation hierarchy on one slice.
+
+    Parameters
+    ----------
+    volume : :class:`nbutils.data.datasets.Volume` (with ``target`` for the Dice in the title).
+    tree : the :class:`nbutils.methods.condensation.Hierarchy` of the volume's brain pixels.
+    level : the level shown (clusters named by brightness).
+    index : the slice.
+    largest_cc : one lesion.
+    """
     from nbutils import metrics
 
     labels = metrics.labels_by_brightness(tree.labels(level), volume.flair[volume.brain][:, None], volume.brain)
@@ -155,8 +238,19 @@ def plot_hierarchy_level(volume, tree, level: int, index: int, largest_cc: bool 
 
 
 def hierarchy_explorer(volume, tree, max_clusters: int = 32, largest_cc: bool = True):
-    """Sliders that walk a condensation hierarchy coarse-to-fine (0 = one cluster, then finer levels
-    down to the first with at most ``max_clusters`` clusters) and pick the slice shown."""
+    """Sliders that walk a condensation hierarchy coarse-to-fine, and the slice.
+
+    Parameters
+    ----------
+    volume : :class:`nbutils.data.datasets.Volume` (with ``target`` for the Dice in the title).
+    tree : its :class:`nbutils.methods.condensation.Hierarchy`.
+    max_clusters : the finest level offered has at most this many clusters.
+    largest_cc : one lesion.
+
+    Returns
+    -------
+    the ipywidgets ``interact`` object.
+    """
     import ipywidgets as w
 
     top = len(tree) - 1
@@ -175,9 +269,20 @@ def hierarchy_explorer(volume, tree, max_clusters: int = 32, largest_cc: bool = 
 
 def plot_gmm_trial(volume, index: int, k: int, lam: float, tol: float, mu_data: np.ndarray | None = None,
                    variant: str = "deepG", max_epochs: int = 200, device="cpu"):
-    """Fit a fresh deep GMM to slice ``index`` alone (the paper's per-image mode) and show its classes,
-    the NLL per step and the mixture fitted to the FLAIR channel. ``mu_data`` (K, M) is used, with
-    weight ``lam``, when it has ``k`` rows."""
+    """Fit a fresh deep GMM to one slice (the paper's per-image mode) and show it.
+
+    Parameters
+    ----------
+    volume : :class:`nbutils.data.datasets.Volume` (with ``target`` for the Dice in the title).
+    index : the slice fitted and shown.
+    k : classes.
+    lam, mu_data : the regulariser, used when ``mu_data`` (K, M) has ``k`` rows.
+    tol, max_epochs : stopping.
+    variant : ``deepG`` or ``deepSVG``.
+    device : where it fits.
+
+    Shows the classes, the NLL per step and the mixture fitted to FLAIR.
+    """
     from nbutils.methods import deepgmm
     from nbutils.viz import mixture_over_histogram
 
@@ -201,7 +306,19 @@ def plot_gmm_trial(volume, index: int, k: int, lam: float, tol: float, mu_data: 
 
 
 def gmm_explorer(volume, mu_data: np.ndarray | None = None, variant: str = "deepG", device="cpu"):
-    """Sliders for K, lambda and tol (each move fits a fresh network to one slice) and the slice."""
+    """Sliders for K, lambda and tol (each move fits a fresh network to one slice) and the slice.
+
+    Parameters
+    ----------
+    volume : :class:`nbutils.data.datasets.Volume` (with ``target`` for the Dice in the title).
+    mu_data : class means for the regulariser, or None.
+    variant : ``deepG`` or ``deepSVG``.
+    device : where it fits.
+
+    Returns
+    -------
+    the ipywidgets ``interact`` object.
+    """
     import ipywidgets as w
 
     return w.interact(

@@ -56,15 +56,33 @@ class BrainMask:
 
 
 def background(volume: np.ndarray) -> tuple[float, float]:
-    """The most frequent value of ``volume`` (any shape) and the share of voxels holding it exactly."""
+    """The most frequent value of a volume and its share.
+
+    Parameters
+    ----------
+    volume : array of any shape.
+
+    Returns
+    -------
+    (value, share of the voxels holding it exactly).
+    """
     values, counts = np.unique(volume, return_counts=True)
     top = int(counts.argmax())
     return float(values[top]), float(counts[top] / volume.size)
 
 
 def foreground(volume: np.ndarray) -> np.ndarray:
-    """Skull-stripped brain: the voxels of ``volume`` (S, H, W) that differ from its most frequent
-    value, holes filled slice by slice, the largest 3D component. Returns bool (S, H, W)."""
+    """Skull-stripped brain: everything but the constant background.
+
+    Parameters
+    ----------
+    volume : (S, H, W).
+
+    Returns
+    -------
+    (S, H, W) bool: the voxels that differ from the most frequent value, holes filled slice by slice,
+    the largest 3D component.
+    """
     value, _ = background(volume)
     mask = np.stack([ndimage.binary_fill_holes(s) for s in volume != value])
     return largest_component(mask)
@@ -80,9 +98,18 @@ def _deepbet(gpu: bool):
 
 
 def extract(volume: np.ndarray, device: str | torch.device = "cpu") -> np.ndarray:
-    """deepbet's brain mask of a full-head volume given as display slices (S, H, W), any intensity
-    scale; runs on CUDA when ``device`` is a CUDA device. Returns bool (S, H, W), empty when deepbet
-    finds nothing. deepbet resamples the volume to its own grid, so the voxel size does not matter."""
+    """deepbet's brain mask of a full-head volume.
+
+    Parameters
+    ----------
+    volume : (S, H, W) display slices, any intensity scale (deepbet resamples to its own grid, so the
+        voxel size does not matter).
+    device : CUDA when it is a CUDA device, else the CPU.
+
+    Returns
+    -------
+    (S, H, W) bool, empty when deepbet finds nothing.
+    """
     bet = _deepbet(torch.device(device).type == "cuda")
     canonical = from_slices(np.asarray(volume, np.float32))  # (X, Y, Z) as deepbet expects
     try:
@@ -94,9 +121,19 @@ def extract(volume: np.ndarray, device: str | torch.device = "cpu") -> np.ndarra
 
 
 def contrast(volume: np.ndarray, mask: np.ndarray) -> float:
-    """(median inside ``mask`` - median outside) / spread, the spread being the larger of the
-    interquartile and the 1-99 percentile range of the whole volume: about 0.3-0.6 for a brain in a
-    real head, 0 for noise. 0 when either side is empty."""
+    """How much a mask's voxels stand out from the rest.
+
+    Parameters
+    ----------
+    volume : array.
+    mask : bool array of its shape.
+
+    Returns
+    -------
+    (median inside - median outside) / spread, the spread the larger of the interquartile and the 1-99
+    percentile range of the whole volume: about 0.3-0.6 for a brain in a real head, 0 for noise; 0 when
+    either side is empty.
+    """
     if not mask.any() or mask.all():
         return 0.0
     p1, q1, q3, p99 = np.percentile(volume, [1, 25, 75, 99])

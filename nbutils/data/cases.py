@@ -37,7 +37,16 @@ class Case:
 
 
 def label_dtype(labels: np.ndarray) -> type:
-    """The smallest unsigned integer type that holds every label (uint8 up to 255 clusters)."""
+    """The smallest unsigned integer type that holds every label.
+
+    Parameters
+    ----------
+    labels : int array.
+
+    Returns
+    -------
+    numpy type: uint8 up to 255, uint16 up to 65535, else uint32.
+    """
     top = int(np.max(labels, initial=0))
     return np.uint8 if top <= 255 else np.uint16 if top <= 65535 else np.uint32
 
@@ -104,7 +113,16 @@ def _image_case(name: str, array: np.ndarray, brain: str) -> Case:
 
 
 def detect(path: Path) -> str:
-    """The kind of INPUT: "lgg", "nifti" or "image"; InputError when it is none of them."""
+    """The kind of INPUT.
+
+    Parameters
+    ----------
+    path : what the user gave.
+
+    Returns
+    -------
+    "lgg", "nifti" or "image"; InputError when it is none of them, unreadable, or ground truth only.
+    """
     if not path.exists():
         raise InputError(path, "does not exist")
     if nifti_io.is_nifti(path):
@@ -130,8 +148,17 @@ def detect(path: Path) -> str:
 
 def iter_cases(path: str | Path, channels: list[str] | None = None, brain: str = "auto",
                device="cpu") -> tuple[int, Iterator[Case]]:
-    """(how many, the cases of INPUT one at a time): each is read and gets its brain mask only when
-    reached, so that a long INPUT never sits in memory whole (see :func:`load_cases`)."""
+    """The cases of INPUT, one at a time.
+
+    Parameters
+    ----------
+    path, channels, brain, device : see :func:`load_cases`.
+
+    Returns
+    -------
+    (how many, an iterator of :class:`Case`): each case is read and gets its brain mask only when
+    reached, so that a long INPUT never sits in memory whole.
+    """
     path = Path(path)
     kind = detect(path)
     if kind == "lgg":
@@ -149,15 +176,36 @@ def iter_cases(path: str | Path, channels: list[str] | None = None, brain: str =
 
 def load_cases(path: str | Path, channels: list[str] | None = None, brain: str = "auto",
                device="cpu") -> list[Case]:
-    """Every case in INPUT, ready to segment (see the module docstring for what INPUT may be), each
-    with its brain mask (``brain``: see :func:`nbutils.data.brain.find_brain`)."""
+    """Every case in INPUT, ready to segment.
+
+    Parameters
+    ----------
+    path : an LGG folder, a NIfTI file, case folder or folder of cases, or an image folder.
+    channels : sequences to keep, by name (NIfTI: their file names; LGG: pre-contrast, flair,
+        post-contrast); None: all.
+    brain : ``auto``, ``skull-stripped``, ``extract`` or ``none`` (:func:`nbutils.data.brain.find_brain`).
+    device : where brain extraction runs.
+
+    Returns
+    -------
+    list of :class:`Case`.
+    """
     total, cases = iter_cases(path, channels, brain, device)
     return list(tqdm(cases, total=total, desc="read", unit="case"))
 
 
 def input_key(path: str | Path, **params) -> str:
-    """A short hash of INPUT's files (names, sizes, modification times) and ``params``: the cache key of
-    what is derived from it."""
+    """A short hash of INPUT's files and some parameters: the key of what is derived from it.
+
+    Parameters
+    ----------
+    path : a file or folder.
+    **params : JSON-able values (channels, brain mode, size, ...).
+
+    Returns
+    -------
+    12 hexadecimal characters; any file's name, size or modification time changes it.
+    """
     from nbutils.data.preprocessing import cache_key
 
     path = Path(path).resolve()

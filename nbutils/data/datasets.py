@@ -34,12 +34,22 @@ class Volume:
 
     @property
     def flair(self) -> np.ndarray:
-        """(S, H, W) the channel the label-free rule reads."""
+        """(S, H, W): the channel the label-free rule reads."""
         return self.image[:, self.flair_channel]
 
 
 def square_volume(v: Volume, size: int) -> Volume:
-    """The volume padded to square slices and resized to ``size`` x ``size`` (labels: nearest)."""
+    """A volume with its slices padded to squares and resized.
+
+    Parameters
+    ----------
+    v : the volume.
+    size : side of the output slices, pixels (images bilinear, masks and labels nearest).
+
+    Returns
+    -------
+    :class:`Volume` with arrays (S, C, size, size) and (S, size, size).
+    """
     def sq(a, order):
         return None if a is None else to_square(a, size, order)
     image = np.moveaxis(to_square(np.moveaxis(v.image, 1, -1), size, 1), -1, 1)
@@ -47,18 +57,36 @@ def square_volume(v: Volume, size: int) -> Volume:
 
 
 def at_size(volume: Volume, size: int, labeller) -> np.ndarray:
-    """Run ``labeller`` (a function of a :class:`Volume`, returning (S, size, size) labels) on the
-    volume squared to ``size``, and map its labels back to the volume's own shape (nearest
-    neighbour), 0 outside the volume's brain mask."""
+    """Labels of a volume computed at a working size and mapped back.
+
+    Parameters
+    ----------
+    volume : the volume (any slice shape).
+    size : the working size, pixels.
+    labeller : a function of a :class:`Volume` (squared to ``size``) returning (S, size, size) labels.
+
+    Returns
+    -------
+    (S, H, W) labels of ``volume``'s shape (nearest neighbour), 0 outside its brain mask.
+    """
     labels = from_square(labeller(square_volume(volume, size)), volume.image.shape[2:], order=0)
     labels[~volume.brain] = 0
     return labels
 
 
 def central_slices(mask: np.ndarray, n: int | None, axis: int = 2, span=(0.2, 0.8)) -> np.ndarray:
-    """Indices of ``n`` evenly spaced slices along ``axis`` through the central ``span`` of ``mask``.
+    """Evenly spaced slice indices through the central part of a mask.
 
-    ``n=None`` keeps every slice that holds part of the mask.
+    Parameters
+    ----------
+    mask : bool volume, e.g. (X, Y, Z).
+    n : how many slices; None: every slice that holds part of the mask.
+    axis : the slicing axis.
+    span : the central share of the mask's extent to sample, (start, end) in [0, 1].
+
+    Returns
+    -------
+    sorted int array.
     """
     present = np.flatnonzero(np.moveaxis(mask, axis, 0).reshape(mask.shape[axis], -1).any(1))
     if n is None:
@@ -71,8 +99,16 @@ PHANTOM_SEQUENCES = ("flair", "t1")
 
 
 def stack_sequences(sequences: dict[str, np.ndarray]) -> np.ndarray:
-    """Sequences of one subject, each (S, H, W), as channels (S, M, H, W) in the dict's order;
-    a ValueError names the two sequences when their shapes differ."""
+    """Sequences of one subject as channels.
+
+    Parameters
+    ----------
+    sequences : dict name -> (S, H, W) array, in channel order.
+
+    Returns
+    -------
+    (S, M, H, W); a ValueError names two sequences of different shapes.
+    """
     (first, reference), *rest = sequences.items()
     for name, array in rest:
         if array.shape != reference.shape:
@@ -82,12 +118,20 @@ def stack_sequences(sequences: dict[str, np.ndarray]) -> np.ndarray:
 
 def from_phantom(p: Phantom, slices_per_volume: int | None = None, size: int | None = None,
                  sequences: tuple[str, ...] = ("flair",), brain: str = "auto", device="cpu") -> Volume:
-    """Axial slices of a phantom subject, optionally a central subset resized to ``size``.
+    """Axial slices of a phantom subject.
 
-    ``sequences`` picks and orders the channels (``"flair"``, ``"t1"``), each normalised to [0, 1]
-    on its own; the label-free rule reads FLAIR when it is there. The brain mask is found on the
-    whole 3D FLAIR volume as for any input (``brain``: see :func:`nbutils.data.brain.find_brain`),
-    then cut like the image.
+    Parameters
+    ----------
+    p : the phantom.
+    slices_per_volume : a central subset of this many slices (None: all).
+    size : resize the slices to ``size`` x ``size`` (None: keep).
+    sequences : channels ``"flair"`` and/or ``"t1"``, in order, each normalised to [0, 1] on its own.
+    brain, device : the brain mask, found on the whole 3D FLAIR as for any input
+        (:func:`nbutils.data.brain.find_brain`), then cut like the image.
+
+    Returns
+    -------
+    :class:`Volume` with the lesion (``target``) and tissue labels.
     """
     unknown = [s for s in sequences if s not in PHANTOM_SEQUENCES]
     if unknown or not sequences:
@@ -108,9 +152,17 @@ def from_phantom(p: Phantom, slices_per_volume: int | None = None, size: int | N
 
 
 def mni152_volume(slices_per_volume: int | None = None, size: int | None = None) -> Volume:
-    """The MNI152 T1 template as a one-channel volume with its tissue labels (1 CSF, 2 GM, 3 WM) and
-    its own brain mask (the template is skull-stripped by that mask); axial slices as
-    :func:`from_phantom`. There is no lesion: ``target`` is None."""
+    """The MNI152 T1 template as a one-channel volume with its tissue labels.
+
+    Parameters
+    ----------
+    slices_per_volume : a central subset of axial slices (None: all).
+    size : resize to ``size`` x ``size``.
+
+    Returns
+    -------
+    :class:`Volume` (1 CSF, 2 GM, 3 WM in ``tissue``; no lesion), skull-stripped by its own brain mask.
+    """
     from nbutils.data.mni152 import load_mni152
 
     mni = load_mni152(2)
@@ -125,10 +177,21 @@ def mni152_volume(slices_per_volume: int | None = None, size: int | None = None)
 
 def from_lgg(v: lgg_io.LGGVolume, size: int | None = None, brain: str = "auto", device="cpu",
              channels: list[str] | None = None) -> Volume:
-    """An LGG patient: 3 channels (pre-contrast, FLAIR, post-contrast; FLAIR is channel 1), or those
-    named in ``channels`` (see :func:`nbutils.data.lgg.select_channels`). The brain mask is found on
-    the FLAIR slices at their own size (``brain``: see :func:`nbutils.data.brain.find_brain`), then
-    resized with the image to ``size``."""
+    """An LGG patient as a volume.
+
+    Parameters
+    ----------
+    v : the patient.
+    size : resize to ``size`` x ``size`` (None: keep 256).
+    brain, device : the brain mask, found on the FLAIR slices at their own size
+        (:func:`nbutils.data.brain.find_brain`), then resized.
+    channels : names picking channels (see :func:`nbutils.data.lgg.select_channels`); None: all three
+        (pre-contrast, FLAIR, post-contrast; FLAIR is channel 1).
+
+    Returns
+    -------
+    :class:`Volume` normalised to [0, 1].
+    """
     found = find_brain(v.image[..., lgg_io.FLAIR_CHANNEL], brain, name=str(v.folder), device=device)
     image, flair = (v.image, lgg_io.FLAIR_CHANNEL) if channels is None else lgg_io.select_channels(v, channels)
     image, mask, target = image.astype(np.float32), found.mask, v.mask
@@ -143,8 +206,19 @@ def from_lgg(v: lgg_io.LGGVolume, size: int | None = None, brain: str = "auto", 
 def phantom_volumes(n_subjects: int, slices_per_volume: int | None, size: int | None,
                     seed: int = 0, cache_dir: str | Path | None = None,
                     sequences: tuple[str, ...] = ("flair",), brain: str = "auto", device="cpu") -> list[Volume]:
-    """``n_subjects`` phantom volumes (seeds ``seed``, ``seed+1``, ...) with the channels
-    ``sequences``, cached as .npz when ``cache_dir`` is given (keyed by these parameters)."""
+    """Phantom subjects as volumes, cached.
+
+    Parameters
+    ----------
+    n_subjects : how many (seeds ``seed``, ``seed + 1``, ...).
+    slices_per_volume, size, sequences, brain, device : see :func:`from_phantom`.
+    seed : the first subject.
+    cache_dir : keep them as ``.npz`` there, keyed by these parameters (None: no cache).
+
+    Returns
+    -------
+    list of :class:`Volume`.
+    """
     sequences = tuple(sequences)
     params = dict(kind="phantom", n=n_subjects, slices=slices_per_volume, size=size, seed=seed, brain=brain,
                   version=2)
@@ -162,7 +236,19 @@ def phantom_volumes(n_subjects: int, slices_per_volume: int | None, size: int | 
 
 def lgg_volumes(folder: str | Path, size: int | None = None, patients: int | None = None,
                 cache_dir: str | Path | None = None, brain: str = "auto", device="cpu") -> list[Volume]:
-    """LGG patients as volumes, cached as .npz when ``cache_dir`` is given."""
+    """LGG patients as volumes, cached.
+
+    Parameters
+    ----------
+    folder : a ``kaggle_3m`` root or one patient.
+    size, brain, device : see :func:`from_lgg`.
+    patients : the first N patients.
+    cache_dir : keep them as ``.npz`` there, keyed by these parameters.
+
+    Returns
+    -------
+    list of :class:`Volume`.
+    """
     params = dict(kind="lgg", folder=str(Path(folder).resolve()), size=size, patients=patients, brain=brain,
                   version=2)
 
@@ -179,8 +265,18 @@ HELD_OUT_SUBJECTS = 5
 
 
 def default_volumes(cfg, sequences: tuple[str, ...] = ("flair",)) -> list[Volume]:
-    """The notebooks' data: LGG patients resized to the profile size when ``cfg.lgg_path`` is set,
-    else ``cfg.n_subjects`` phantom subjects with ``sequences`` (built once, then read from the cache)."""
+    """The notebooks' data.
+
+    Parameters
+    ----------
+    cfg : the :class:`nbutils.config.Config`.
+    sequences : the phantom's channels.
+
+    Returns
+    -------
+    LGG patients resized to ``cfg.image_size`` when ``cfg.lgg_path`` is set, else ``cfg.n_subjects``
+    phantom subjects (built once, then read from the cache).
+    """
     if cfg.lgg_path is not None:
         return [square_volume(v, cfg.image_size) for v in lgg_volumes(cfg.lgg_path, cache_dir=cfg.cache_dir)]
     return phantom_volumes(cfg.n_subjects, cfg.slices_per_volume, cfg.image_size, seed=cfg.seed,
@@ -188,10 +284,19 @@ def default_volumes(cfg, sequences: tuple[str, ...] = ("flair",)) -> list[Volume
 
 
 def train_test_volumes(cfg, sequences: tuple[str, ...] = ("flair",)) -> tuple[list[Volume], list[Volume]]:
-    """(train, test) volumes for the notebooks that learn: the phantom's :func:`default_volumes` and
-    :data:`HELD_OUT_SUBJECTS` other subjects (seeds from ``cfg.seed + HELD_OUT_SEED``); with LGG data,
-    the first half of the patients (name order) and the other half (both the same single patient
-    when there is one)."""
+    """(train, test) volumes for the notebooks that learn.
+
+    Parameters
+    ----------
+    cfg : the :class:`nbutils.config.Config`.
+    sequences : the phantom's channels.
+
+    Returns
+    -------
+    The phantom's :func:`default_volumes` and :data:`HELD_OUT_SUBJECTS` other subjects (seeds from
+    ``cfg.seed + HELD_OUT_SEED``, never trained on); with LGG data, the first half of the patients in name
+    order and the other half (the same single patient twice when there is only one).
+    """
     if cfg.lgg_path is not None:
         volumes = default_volumes(cfg)
         half = max(1, len(volumes) // 2)
@@ -202,8 +307,17 @@ def train_test_volumes(cfg, sequences: tuple[str, ...] = ("flair",)) -> tuple[li
 
 
 def photo_volumes(names: list[str], size: int) -> list[Volume]:
-    """scikit-image sample photos (e.g. "chelsea", "astronaut", "coffee") as one-slice RGB volumes,
-    resized to ``size`` x ``size``; every pixel counts as foreground."""
+    """scikit-image's sample photos as one-slice RGB volumes.
+
+    Parameters
+    ----------
+    names : e.g. "chelsea", "astronaut", "coffee".
+    size : resize to ``size`` x ``size``.
+
+    Returns
+    -------
+    list of :class:`Volume` (every pixel counts as foreground).
+    """
     from skimage import data
 
     out = []

@@ -15,18 +15,46 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 def is_ground_truth(path: Path) -> bool:
-    """Images named like ground truth (mask, seg, label or gt as a word, e.g. ``cat_mask.png``)."""
+    """Whether an image is ground truth by its name.
+
+    Parameters
+    ----------
+    path : image file.
+
+    Returns
+    -------
+    True when mask, seg, label(s) or gt is a word of its stem (e.g. ``cat_mask.png``).
+    """
     return bool(_GROUND_TRUTH.search(Path(path).stem))
 
 
 def image_files(folder: Path, ground_truth: bool = False) -> list[Path]:
-    """The images of a folder, sorted: the inputs, or with ``ground_truth`` the masks."""
+    """The images of a folder, sorted by name.
+
+    Parameters
+    ----------
+    folder : folder of png/jpg/tif/bmp files.
+    ground_truth : False: the inputs; True: the ground truth (:func:`is_ground_truth`).
+
+    Returns
+    -------
+    list of paths.
+    """
     return sorted(p for p in Path(folder).iterdir()
                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and is_ground_truth(p) == ground_truth)
 
 
 def read_raw(path: Path) -> np.ndarray:
-    """An image file as its raw array (e.g. the integers of a ``_labels.png``)."""
+    """An image file as its raw array (e.g. the integers of a ``_labels.png``).
+
+    Parameters
+    ----------
+    path : image file.
+
+    Returns
+    -------
+    (H, W[, C]) array; InputError naming the file when it cannot be read.
+    """
     try:
         with Image.open(path) as im:
             return np.asarray(im)
@@ -35,7 +63,16 @@ def read_raw(path: Path) -> np.ndarray:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """One image as (H, W, C) float32 in [0, 1] (grey images get C = 1; alpha is dropped)."""
+    """One image as float32 in [0, 1].
+
+    Parameters
+    ----------
+    path : image file (grey, RGB or RGBA; alpha is dropped).
+
+    Returns
+    -------
+    (H, W, C) float32 (C = 1 for grey images).
+    """
     array = read_raw(path)
     if array.ndim == 2:
         array = array[..., None]
@@ -45,7 +82,16 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def load_image_folder(folder: str | Path) -> list[tuple[str, np.ndarray]]:
-    """``(name, image)`` pairs for every image in ``folder``, images (H, W, C) float32 [0, 1]."""
+    """Every input image of a folder.
+
+    Parameters
+    ----------
+    folder : folder of images; files named like ground truth are left out.
+
+    Returns
+    -------
+    list of (name, (H, W, C) float32 in [0, 1]); InputError when there is none (or only ground truth).
+    """
     folder = Path(folder)
     files = image_files(folder) if folder.is_dir() else []
     if not files:
@@ -56,7 +102,13 @@ def load_image_folder(folder: str | Path) -> list[tuple[str, np.ndarray]]:
 
 
 def write_png(path: Path, array: np.ndarray) -> None:
-    """Write a (H, W) uint8 or uint16 array as an 8- or 16-bit PNG, atomically."""
+    """Write a label image as PNG, atomically.
+
+    Parameters
+    ----------
+    path : the PNG file.
+    array : (H, W) uint8 or uint16 (written as an 8- or 16-bit PNG).
+    """
     array = np.asarray(array)
     with atomic_path(path) as tmp:
         Image.fromarray(array if array.dtype == np.uint16 else array.astype(np.uint8)).save(tmp, format="PNG")

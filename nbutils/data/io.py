@@ -15,10 +15,16 @@ from nbutils.errors import InputError
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one step.
+    """A temporary path beside ``path`` that replaces it in one step on success.
 
-    A crash or an exception leaves any earlier ``path`` untouched and removes the partial file.
-    The temporary name keeps the file's ending, so writers that infer the format still work.
+    Parameters
+    ----------
+    path : the file to write (its folder is created).
+
+    Yields
+    ------
+    Path ``<folder>/.partial-<random>-<name>`` (keeping the name's ending, so writers that infer the
+    format still work); a crash or an exception leaves any earlier ``path`` untouched and removes it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -32,13 +38,29 @@ def atomic_path(path: str | os.PathLike):
 
 
 def write_json(path: str | os.PathLike, payload: dict) -> None:
-    """Write ``payload`` as indented JSON, atomically."""
+    """Write a dict as indented JSON, atomically.
+
+    Parameters
+    ----------
+    path : the JSON file.
+    payload : JSON-able dict.
+    """
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(payload, indent=2) + "\n")
 
 
 def save_npz(path: str | os.PathLike, **arrays) -> Path:
-    """Write arrays to a compressed ``.npz`` atomically."""
+    """Write arrays to a compressed ``.npz``, atomically.
+
+    Parameters
+    ----------
+    path : the file.
+    **arrays : name -> array.
+
+    Returns
+    -------
+    ``path``.
+    """
     path = Path(path)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
@@ -47,10 +69,18 @@ def save_npz(path: str | os.PathLike, **arrays) -> Path:
 
 
 def check_volume(array: np.ndarray, path, ndim: int | tuple[int, ...]) -> np.ndarray:
-    """Return ``array`` as float32 after checking it is usable image data.
+    """An array as float32 after checking it is usable image data.
 
-    Raises :class:`InputError` naming ``path`` when the array has the wrong number of
-    dimensions, holds NaN or inf values, or is all zero (nothing to segment).
+    Parameters
+    ----------
+    array : the data read from ``path``.
+    path : the file it came from, named in errors.
+    ndim : the allowed number(s) of dimensions.
+
+    Returns
+    -------
+    float32 array. Raises :class:`InputError` naming ``path`` for another dimensionality, NaN or inf
+    values, or an all-zero array (nothing to segment).
     """
     dims = (ndim,) if isinstance(ndim, int) else ndim
     if array.ndim not in dims:

@@ -37,8 +37,17 @@ class LGGVolume:
 
 
 def read_tif(path: Path) -> np.ndarray:
-    """A TIFF as an array; InputError naming the file when it cannot be read (tifffile's own log
-    lines are silenced: the error says it)."""
+    """A TIFF as an array.
+
+    Parameters
+    ----------
+    path : TIFF file.
+
+    Returns
+    -------
+    its array; InputError naming the file when it cannot be read or holds no image data (tifffile's own
+    log lines are silenced: the error says it).
+    """
     log = logging.getLogger("tifffile")
     level, log.level = log.level, logging.CRITICAL
     try:
@@ -53,20 +62,47 @@ def read_tif(path: Path) -> np.ndarray:
 
 
 def is_lgg_patient(folder: Path) -> bool:
-    """True when ``folder`` holds ``<name>_<number>.tif`` slices (their ``_mask.tif`` alone do not count)."""
+    """Whether a folder is one LGG patient.
+
+    Parameters
+    ----------
+    folder : a folder.
+
+    Returns
+    -------
+    True when it holds ``<name>_<number>.tif`` slices (their ``_mask.tif`` alone do not count).
+    """
     return any(_SLICE.match(p.name) and not _SLICE.match(p.name)["mask"] for p in Path(folder).glob("*.tif*"))
 
 
 def is_mask_only(folder: Path) -> bool:
-    """True when ``folder`` holds LGG ``_mask.tif`` files but no slice images: ground truth, not input."""
+    """Whether a folder holds LGG ground truth but no input.
+
+    Parameters
+    ----------
+    folder : a folder.
+
+    Returns
+    -------
+    True when it holds ``_mask.tif`` files but no slice images.
+    """
     return not is_lgg_patient(folder) and any(
         (m := _SLICE.match(p.name)) and m["mask"] for p in Path(folder).glob("*.tif*"))
 
 
 def select_channels(v: LGGVolume, channels: list[str]) -> tuple[np.ndarray, int | None]:
-    """The image (S, H, W, C') with the channels named in ``channels`` (substrings of :data:`CHANNELS`,
-    e.g. ``["flair"]``), in that order, and the new position of FLAIR (None when it is not picked);
-    InputError naming the folder for an unknown name."""
+    """Some of a patient's channels, by name.
+
+    Parameters
+    ----------
+    v : a patient.
+    channels : substrings of :data:`CHANNELS` (pre-contrast, flair, post-contrast), e.g. ``["flair"]``.
+
+    Returns
+    -------
+    (image (S, H, W, C') with those channels in that order, the new index of FLAIR or None when it is not
+    picked); InputError naming the folder for an unknown name.
+    """
     picked = []
     for want in channels:
         hits = [i for i, n in enumerate(CHANNELS) if want.lower() in n]
@@ -78,7 +114,18 @@ def select_channels(v: LGGVolume, channels: list[str]) -> tuple[np.ndarray, int 
 
 
 def load_lgg_patient(folder: str | Path) -> LGGVolume:
-    """Load one patient folder; warn and skip a mask whose image is missing."""
+    """Load one patient folder.
+
+    Parameters
+    ----------
+    folder : ``<patient>_<n>.tif`` slices (H, W, 3) and optional ``<patient>_<n>_mask.tif``.
+
+    Returns
+    -------
+    :class:`LGGVolume`, slices in numeric order. A mask without its image is skipped with a warning, an
+    image without its mask counts as empty; a slice of another shape than the others is an InputError
+    naming it.
+    """
     folder = Path(folder)
     images, masks = {}, {}
     for path in folder.iterdir():
@@ -113,8 +160,17 @@ def load_lgg_patient(folder: str | Path) -> LGGVolume:
 
 
 def lgg_patients(folder: str | Path, patients: int | None = None) -> list[Path]:
-    """The patient folders of a ``kaggle_3m`` root (name order, the first ``patients``), or the folder
-    itself when it is one patient; InputError naming the folder when it holds no slices."""
+    """The patient folders of a ``kaggle_3m`` root.
+
+    Parameters
+    ----------
+    folder : the root (one sub-folder per patient) or a single patient folder.
+    patients : keep the first N in name order (None: all).
+
+    Returns
+    -------
+    list of folders; InputError naming ``folder`` when it holds no slices.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(folder, "is not a folder")
@@ -127,9 +183,15 @@ def lgg_patients(folder: str | Path, patients: int | None = None) -> list[Path]:
 
 
 def load_lgg(folder: str | Path, patients: int | None = None) -> list[LGGVolume]:
-    """Load a ``kaggle_3m`` root (one sub-folder per patient) or a single patient folder.
+    """Load a ``kaggle_3m`` root or a single patient folder.
 
-    ``patients`` keeps the first N patients in name order. Raises :class:`InputError` naming
-    the folder when it holds no slices.
+    Parameters
+    ----------
+    folder : see :func:`lgg_patients`.
+    patients : keep the first N patients in name order.
+
+    Returns
+    -------
+    list of :class:`LGGVolume`.
     """
     return [load_lgg_patient(p) for p in lgg_patients(folder, patients)]

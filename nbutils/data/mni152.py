@@ -26,7 +26,17 @@ class MNI152:
 
 
 def tissue_labels(csf: np.ndarray, gm: np.ndarray, wm: np.ndarray, brain_mask: np.ndarray) -> np.ndarray:
-    """Hard labels ``argmax(CSF, GM, WM) + 1`` inside ``brain_mask``, 0 outside; uint8."""
+    """Hard tissue labels from probability maps.
+
+    Parameters
+    ----------
+    csf, gm, wm : probability maps of one shape.
+    brain_mask : bool of that shape.
+
+    Returns
+    -------
+    uint8: ``argmax(CSF, GM, WM) + 1`` inside ``brain_mask`` (1 CSF, 2 GM, 3 WM), 0 outside.
+    """
     labels = np.argmax(np.stack([csf, gm, wm]), axis=0).astype(np.uint8) + 1
     labels[~brain_mask] = 0
     return labels
@@ -34,11 +44,21 @@ def tissue_labels(csf: np.ndarray, gm: np.ndarray, wm: np.ndarray, brain_mask: n
 
 @functools.lru_cache(maxsize=2)
 def load_mni152(resolution: int = 2) -> MNI152:
-    """Load the template, GM and WM maps and brain mask at ``resolution`` mm (1 or 2).
+    """The MNI152 2009 template with its tissue maps, from the nilearn wheel (no download).
 
-    Shape (197, 233, 189) at 1 mm and (99, 117, 95) at 2 mm. Reference tissue labels are
-    ``argmax(CSF, GM, WM)`` inside the brain mask with ``CSF = clip(1 - GM - WM, 0, 1)``.
-    The arrays are shared between calls (cached): copy before changing them.
+    Parameters
+    ----------
+    resolution : 1 or 2 mm: shapes (197, 233, 189) or (99, 117, 95).
+
+    Returns
+    -------
+    :class:`MNI152` (arrays shared between calls and read-only: copy before changing them); tissue labels
+    are ``argmax(CSF, GM, WM)`` inside the brain mask with ``CSF = clip(1 - GM - WM, 0, 1)``.
+
+    References
+    ----------
+    Fonov et al., NeuroImage 54, 2011, doi:10.1016/j.neuroimage.2010.07.033; Fonov et al., NeuroImage 47,
+    2009, doi:10.1016/S1053-8119(09)70884-5.
     """
     if resolution not in (1, 2):
         raise ValueError(f"resolution must be 1 or 2 mm, got {resolution}")

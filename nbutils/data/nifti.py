@@ -21,11 +21,30 @@ GROUND_TRUTH = re.compile(r"(^|[_\-. ])(seg|label|labels|mask|gt)([_\-. ]|$)", r
 
 
 def is_nifti(path: Path) -> bool:
+    """Whether ``path`` is a ``.nii`` or ``.nii.gz`` file.
+
+    Parameters
+    ----------
+    path : any path.
+
+    Returns
+    -------
+    bool.
+    """
     return path.is_file() and path.name.lower().endswith(NIFTI_SUFFIXES)
 
 
 def stem(path: Path) -> str:
-    """File name without ``.nii`` / ``.nii.gz``."""
+    """File name without ``.nii`` / ``.nii.gz``.
+
+    Parameters
+    ----------
+    path : a NIfTI path.
+
+    Returns
+    -------
+    str.
+    """
     name = path.name
     for suffix in (".nii.gz", ".nii"):
         if name.lower().endswith(suffix):
@@ -34,7 +53,16 @@ def stem(path: Path) -> str:
 
 
 def is_ground_truth(path: Path) -> bool:
-    """Files whose names contain seg, label, mask or gt as a word are ground truth, never input."""
+    """Whether a NIfTI file is ground truth by its name (never input).
+
+    Parameters
+    ----------
+    path : a NIfTI path.
+
+    Returns
+    -------
+    True when seg, label(s), mask or gt is a word of its stem.
+    """
     return bool(GROUND_TRUTH.search(stem(path)))
 
 
@@ -60,7 +88,17 @@ class NiftiCase:
         return next((i for i, n in enumerate(self.channel_names) if "flair" in n.lower()), 0)
 
     def to_original(self, volume: np.ndarray, dtype=np.uint8) -> nib.Nifti1Image:
-        """Wrap a canonical (X, Y, Z) array as an image in the input's orientation and affine."""
+        """A canonical volume back in the input's orientation, affine and header.
+
+        Parameters
+        ----------
+        volume : (X, Y, Z) array in canonical orientation.
+        dtype : the output's data type (e.g. :func:`nbutils.data.cases.label_dtype`).
+
+        Returns
+        -------
+        nibabel image.
+        """
         ref = self.reference
         start = nib.orientations.io_orientation(self.affine)
         end = nib.orientations.io_orientation(ref.affine)
@@ -69,7 +107,17 @@ class NiftiCase:
 
 
 def read_nifti(path: Path) -> nib.Nifti1Image:
-    """Read a NIfTI file fully; 4D with one volume is squeezed to 3D; any other shape but 3D is an InputError."""
+    """Read a NIfTI file fully.
+
+    Parameters
+    ----------
+    path : ``.nii`` or ``.nii.gz`` file.
+
+    Returns
+    -------
+    nibabel image holding a 3D array (4D with one volume is squeezed); InputError naming the file when it
+    cannot be read or is not 3D.
+    """
     try:
         img = nib.load(str(path))
         data = np.asanyarray(img.dataobj)
@@ -84,6 +132,13 @@ def read_nifti(path: Path) -> nib.Nifti1Image:
 
 
 def write_nifti(path: Path, img: nib.Nifti1Image) -> None:
+    """Write a nibabel image, atomically.
+
+    Parameters
+    ----------
+    path : the file.
+    img : the image.
+    """
     with atomic_path(path) as tmp:
         nib.save(img, str(tmp))
 
@@ -96,10 +151,19 @@ def _channel_name(path: Path, case: str) -> str:
 
 
 def load_nifti_case(path: str | Path, channels: list[str] | None = None) -> NiftiCase:
-    """Load one ``.nii``/``.nii.gz`` file or a case folder of sequences stacked as channels.
+    """Load one NIfTI file, or a case folder of sequences stacked as channels.
 
-    Sequences are sorted by name; ``channels`` (e.g. ``["flair", "t1"]``) picks and orders them
-    by name. All sequences must share one shape (canonical), else :class:`InputError`.
+    Parameters
+    ----------
+    path : a file, or a folder of one file per sequence; files named like ground truth (seg, label, mask,
+        gt) are the lesion mask, never input.
+    channels : names (substrings) picking and ordering the sequences, e.g. ``["flair", "t1"]``; None:
+        every sequence in name order.
+
+    Returns
+    -------
+    :class:`NiftiCase` in canonical orientation; InputError naming the file for sequences of different
+    shapes, an unknown channel name, or no input.
     """
     path = Path(path)
     if path.is_dir():

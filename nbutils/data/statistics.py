@@ -25,16 +25,22 @@ REAL_LGG = {
 
 
 def volume_stats(flair: np.ndarray, brain: np.ndarray, lesion: np.ndarray, seed: int = 0) -> dict[str, float]:
-    """Statistics of one volume's FLAIR slices (S, H, W) inside ``brain`` (S, H, W) with its ``lesion``
-    mask (S, H, W).
+    """Statistics of one volume's FLAIR with its lesion mask.
+
+    Parameters
+    ----------
+    flair : (S, H, W) FLAIR slices.
+    brain : (S, H, W) bool brain mask.
+    lesion : (S, H, W) bool lesion mask.
+    seed : the k-means that estimates the tissue levels.
 
     Returns
     -------
-    dict with ``lesion % of brain``; the medians of the lesion, GM and CSF over the white-matter
-    intensity (``lesion / WM``, ``GM / WM``, ``CSF / WM``: the three k-means centres of the healthy
-    brain); ``noise / WM``: the robust SD of differences of horizontal neighbours in the healthy brain
-    over sqrt(2); ``bias range``: the 5-95 % range of the white-matter band (within 15 % of WM) smoothed
-    by a Gaussian of 20 pixels in each slice, over WM.
+    dict: ``lesion % of brain``; the medians of the lesion, GM and CSF over the white-matter intensity
+    (``lesion / WM``, ``GM / WM``, ``CSF / WM``: the three k-means centres of the healthy brain);
+    ``noise / WM``: the robust SD of differences of horizontal neighbours in the healthy brain over
+    sqrt(2); ``bias range``: the 5-95 % range of the white-matter band (within 15 % of WM) smoothed by a
+    Gaussian of 20 pixels in each slice, over WM.
     """
     flair, brain, lesion = np.asarray(flair, np.float32), np.asarray(brain, bool), np.asarray(lesion, bool)
     healthy = brain & ~lesion
@@ -59,9 +65,18 @@ def volume_stats(flair: np.ndarray, brain: np.ndarray, lesion: np.ndarray, seed:
 
 
 def side_by_side(volumes, real: dict[str, tuple[float, float, float]] | None = None):
-    """A table (pandas DataFrame) of :func:`volume_stats` over ``volumes`` (objects with ``flair``,
-    ``brain`` and ``target``) as "median [10 % - 90 %]" per statistic, next to ``real`` (default
-    :data:`REAL_LGG`, the same summaries of the 31 real LGG patients)."""
+    """Statistics of some volumes next to the real patients'.
+
+    Parameters
+    ----------
+    volumes : objects with ``flair``, ``brain`` and ``target`` (S, H, W).
+    real : dict statistic -> (median, 10 %, 90 %); default :data:`REAL_LGG`.
+
+    Returns
+    -------
+    pandas DataFrame, one row per statistic, "median [10 % - 90 %]" of :func:`volume_stats` over
+    ``volumes`` and of the real patients.
+    """
     import pandas as pd
 
     rows = pd.DataFrame([volume_stats(v.flair, v.brain, v.target) for v in volumes])

@@ -30,9 +30,19 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def cache_slices(volumes: Iterable[Volume], folder: str | Path, size: int) -> "StreamingSlices":
-    """Write ``volumes`` (any iterable, consumed one volume at a time) squared to ``size`` pixels under
-    ``folder``, and return the :class:`StreamingSlices` over them. Its ``fingerprint`` hashes every
-    volume's name, image and masks as :func:`nbutils.methods.base.fingerprint` does for volumes in memory."""
+    """Write volumes to a slice cache, one at a time.
+
+    Parameters
+    ----------
+    volumes : any iterable of :class:`Volume` (consumed one volume at a time: only one is in memory).
+    folder : the cache folder (created).
+    size : the working size, pixels: each volume is squared to it.
+
+    Returns
+    -------
+    :class:`StreamingSlices` over them; its ``fingerprint`` hashes every volume's name, image and masks
+    as :func:`nbutils.methods.base.fingerprint` does for volumes in memory.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     digest, entries = hashlib.sha256(), []

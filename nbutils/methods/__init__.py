@@ -35,9 +35,20 @@ METHODS: dict[str, type[Method]] = {m.name: m for m in (
 
 
 def get(name: str, profile: str = "full", common: dict | None = None, **options) -> Method:
-    """The method registered as ``name`` with the options of ``profile``, then those of ``common`` that
-    it has (e.g. ``{"k": 4, "seed": 0}`` for many methods at once), then ``options``; a ValueError
-    lists the known names, or the method's options."""
+    """The registry's method with the options of a profile.
+
+    Parameters
+    ----------
+    name : a key of :data:`METHODS`.
+    profile : ``"full"`` or ``"ci"``.
+    common : options applied only to the methods that have them (e.g. ``{"k": 4, "seed": 0}`` for many
+        methods at once).
+    **options : the method's own options on top.
+
+    Returns
+    -------
+    :class:`Method`; a ValueError lists the known names, or the method's options.
+    """
     try:
         cls = METHODS[name]
     except KeyError:
@@ -47,9 +58,20 @@ def get(name: str, profile: str = "full", common: dict | None = None, **options)
 
 
 def load(path: str | os.PathLike, name: str | None = None, device="cpu", **options) -> Model:
-    """The model of a checkpoint, with the options it was trained with and ``options`` on top (which
-    must not change its training: InputError naming the file and the options that differ). ``name``,
-    when given, must be the checkpoint's method."""
+    """The model of a checkpoint, with the options it was trained with.
+
+    Parameters
+    ----------
+    path : the checkpoint.
+    name : the method it must be (None: any).
+    device : where the model runs.
+    **options : options on top (None values skipped); they must not change its training (InputError naming
+        the file and the options that differ).
+
+    Returns
+    -------
+    :class:`Model`.
+    """
     state = load_checkpoint(path, name)
     method = METHODS.get(state.get("method"))
     if method is None or not issubclass(method, TrainableMethod):

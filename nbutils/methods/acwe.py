@@ -9,7 +9,7 @@ MIDL 2020, arXiv:2001.10155. A network maps the image to y in [0, 1] per pixel (
 with sums over the pixels of a region mask (the brain), per image. Four modes: (1) unsupervised;
 (2) ACWE pretraining, then fine-tuning on n labelled slices; (3) ACWE + a label loss on n labelled
 slices from scratch; (4) the same with every slice labelled. For K > 2 classes, the robust fuzzy
-c-means (RFCM) loss of Chen et al. 2021 (:func:`rfcm_loss`).
+c-means (RFCM) loss of Chen et al., Medical Physics 2021, doi:10.1002/mp.14903 (:func:`rfcm_loss`).
 """
 
 from __future__ import annotations
@@ -47,9 +47,20 @@ def _weights(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 
 def region_means(y: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None,
                  eps: float = EPS) -> tuple[torch.Tensor, torch.Tensor]:
-    """Soft region means (c_in, c_out), each (N, C), of images x (N, C, H, W) under y (N, 1, H, W).
+    """Soft region means of the ACWE loss.
 
-    ``eps`` keeps an empty region (sum y = 0) finite: its mean is then 0, never NaN.
+    c_in = sum(y x) / (sum y + eps), c_out = sum((1 - y) x) / (sum(1 - y) + eps), over the mask's pixels.
+
+    Parameters
+    ----------
+    y : (N, 1, H, W) in [0, 1], the network's soft region.
+    x : (N, C, H, W) images (channels add up, as in vector-valued Chan-Vese).
+    mask : (N, H, W) region (None: every pixel).
+    eps : keeps an empty region finite (its mean is then 0, never NaN).
+
+    Returns
+    -------
+    (c_in (N, C), c_out (N, C)).
     """
     w = _weights(x, mask)
     inside, outside = y * w, (1 - y) * w
@@ -59,9 +70,16 @@ def region_means(y: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = N
 
 
 def total_variation(y: torch.Tensor, eps: float = EPS) -> torch.Tensor:
-    """(N,) sum over pixels of |grad y| = sqrt(dx^2 + dy^2 + eps), forward differences, for (N, 1, H, W).
+    """Sum over pixels of |grad y| = sqrt(dx^2 + dy^2 + eps), forward differences.
 
-    The last row and column have no forward neighbour: their difference is 0 (Neumann border).
+    Parameters
+    ----------
+    y : (N, 1, H, W).
+    eps : smooths the square root at 0.
+
+    Returns
+    -------
+    (N,). The last row and column have no forward neighbour: their difference is 0 (Neumann border).
     """
     dx = F.pad(y[..., :, 1:] - y[..., :, :-1], (0, 1, 0, 0))
     dy = F.pad(y[..., 1:, :] - y[..., :-1, :], (0, 0, 0, 1))
@@ -70,11 +88,24 @@ def total_variation(y: torch.Tensor, eps: float = EPS) -> torch.Tensor:
 
 def acwe_terms(y: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None,
                eps: float = EPS) -> dict[str, torch.Tensor]:
-    """The ACWE terms per image, each (N,), as sums over pixels (Chen & Frey 2020, eq. 2-3; Chan & Vese 2001).
+    """The ACWE terms per image, as sums over pixels.
 
-    y (N, 1, H, W) in [0, 1]; x (N, C, H, W) (channels add up, as in vector-valued Chan-Vese);
-    mask (N, H, W) restricts the region terms and the area to the mask, and the length term to
-    the contour of y * mask. Returns ``region_in``, ``region_out``, ``length``, ``area``.
+    Parameters
+    ----------
+    y : (N, 1, H, W) in [0, 1], the network's soft region.
+    x : (N, C, H, W) images (channels add up, as in vector-valued Chan-Vese).
+    mask : (N, H, W) restricts the region terms and the area to the mask, and the length to the contour of
+        y * mask (None: every pixel).
+    eps : see :func:`region_means`.
+
+    Returns
+    -------
+    dict of (N,) tensors: ``region_in`` = sum y (x - c_in)^2, ``region_out`` = sum (1 - y)(x - c_out)^2,
+    ``length`` (:func:`total_variation`), ``area`` = sum y.
+
+    References
+    ----------
+    Chen & Frey, MIDL 2020, arXiv:2001.10155, eq. 2-3; Chan & Vese, IEEE TIP 2001, doi:10.1109/83.902291.
     """
     w = _weights(x, mask)
     c_in, c_out = region_means(y, x, mask, eps)
@@ -86,11 +117,21 @@ def acwe_terms(y: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = Non
 
 def acwe_loss(y: torch.Tensor, x: torch.Tensor, mu: float = 0.0, nu: float = 0.0,
               mask: torch.Tensor | None = None, eps: float = EPS, reduction: str = "mean") -> dict[str, torch.Tensor]:
-    """L = region_in + region_out + mu * length + nu * area, averaged over the batch.
+    """The ACWE loss L = region_in + region_out + mu * length + nu * area, averaged over the batch.
 
-    ``reduction="sum"`` gives the formula's sums over pixels; ``"mean"`` divides every term by
-    the number of pixels H * W, so ``mu`` and ``nu`` do not change meaning with the image size.
-    Returns a dict: ``loss`` and each weighted term.
+    Parameters
+    ----------
+    y : (N, 1, H, W) in [0, 1], the network's soft region.
+    x : (N, C, H, W) images (channels add up, as in vector-valued Chan-Vese).
+    mu, nu : weights of the contour length and the area.
+    mask : (N, H, W) region (None: every pixel).
+    eps : see :func:`region_means`.
+    reduction : ``"sum"``: the formula's sums over pixels; ``"mean"``: each term divided by H * W, so that
+        ``mu`` and ``nu`` do not change meaning with the image size.
+
+    Returns
+    -------
+    dict of scalars: ``loss`` and each weighted term.
     """
     terms = acwe_terms(y, x, mask, eps)
     scale = 1.0 if reduction == "sum" else 1.0 / (y.shape[-1] * y.shape[-2])
@@ -101,13 +142,34 @@ def acwe_loss(y: torch.Tensor, x: torch.Tensor, mu: float = 0.0, nu: float = 0.0
 
 
 def dice_loss(p: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
-    """1 - (2 sum(p t) + smooth) / (sum p + sum t + smooth), over the whole batch (a scalar)."""
+    """Soft Dice loss over the whole batch.
+
+    Parameters
+    ----------
+    p : probabilities of any shape.
+    target : 0/1 of the same number of elements.
+    smooth : added to numerator and denominator.
+
+    Returns
+    -------
+    scalar 1 - (2 sum(p t) + smooth) / (sum p + sum t + smooth).
+    """
     p, t = p.reshape(-1), target.reshape(-1).to(p.dtype)
     return 1 - (2 * (p * t).sum() + smooth) / (p.sum() + t.sum() + smooth)
 
 
 def bce_loss(p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean binary cross-entropy of probabilities p against a 0/1 target (clamped, finite)."""
+    """Mean binary cross-entropy of probabilities against a 0/1 target.
+
+    Parameters
+    ----------
+    p : probabilities (clamped to [1e-6, 1 - 1e-6] so the loss stays finite).
+    target : 0/1 of the same number of elements.
+
+    Returns
+    -------
+    scalar.
+    """
     p = p.reshape(-1).clamp(1e-6, 1 - 1e-6)
     return F.binary_cross_entropy(p, target.reshape(-1).to(p.dtype))
 
@@ -118,10 +180,22 @@ LABEL_LOSSES = {"dice": dice_loss, "bce": bce_loss}
 def joint_loss(y: torch.Tensor, x: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor, *,
                mu: float = 0.0, nu: float = 0.0, alpha: float = 1.0, label_loss: str = "dice",
                mask: torch.Tensor | None = None, acwe_weight: float = 1.0) -> dict[str, torch.Tensor]:
-    """acwe_weight * ACWE over every image + alpha * label loss over the images with ``labelled`` True.
+    """ACWE over every image plus a label loss over the labelled ones (the paper's modes 3 and 4).
 
-    y (N, 1, H, W); target (N, H, W) bool; labelled (N,) bool. A batch without labelled images
-    adds 0 for the label term.
+    Parameters
+    ----------
+    y : (N, 1, H, W) in [0, 1], the network's soft region.
+    x : (N, C, H, W) images (channels add up, as in vector-valued Chan-Vese).
+    target : (N, H, W) bool lesion masks.
+    labelled : (N,) bool, which images' masks may be used.
+    mu, nu, mask : as :func:`acwe_loss`.
+    alpha : weight of the label loss.
+    label_loss : ``"dice"`` or ``"bce"``.
+    acwe_weight : weight of the ACWE loss (0: the label loss alone).
+
+    Returns
+    -------
+    dict of scalars: ``loss``, the ACWE terms and ``label`` (0 for a batch without labelled images).
     """
     out = acwe_loss(y, x, mu, nu, mask) if acwe_weight else {"loss": y.sum() * 0}
     chosen = labelled.bool()
@@ -141,13 +215,29 @@ def _neighbour_sum(a: torch.Tensor) -> torch.Tensor:
 
 def rfcm_loss(u: torch.Tensor, x: torch.Tensor, beta: float = 0.0, q: float = 2.0,
               mask: torch.Tensor | None = None, eps: float = EPS) -> dict[str, torch.Tensor]:
-    """Robust fuzzy c-means loss (Chen, Frey et al. 2021) for memberships u (N, K, H, W) (softmax).
+    """Robust fuzzy c-means loss for K-class memberships (softmax).
 
     v_k = sum_i u_ik^q x_i / sum_i u_ik^q (per image and channel);
-    J = mean_i sum_k u_ik^q ||x_i - v_k||^2
-        + beta * mean_i sum_k u_ik^q sum_{j in N(i)} sum_{l != k} u_jl^q,
-    N(i) the 8 neighbours of pixel i; means over the pixels of ``mask`` (N, H, W) when given.
-    Returns ``loss``, ``fidelity`` and the weighted ``spatial`` term, averaged over the batch.
+    J = mean_i sum_k u_ik^q ||x_i - v_k||^2 + beta * mean_i sum_k u_ik^q sum_{j in N(i)} sum_{l != k} u_jl^q,
+    N(i) the 8 neighbours of pixel i.
+
+    Parameters
+    ----------
+    u : (N, K, H, W) memberships.
+    x : (N, C, H, W) images.
+    beta : weight of the spatial term.
+    q : fuzziness exponent.
+    mask : (N, H, W): means over its pixels, neighbours outside it do not count (None: every pixel).
+    eps : keeps empty classes finite.
+
+    Returns
+    -------
+    dict of scalars: ``loss``, ``fidelity`` and the weighted ``spatial`` term, averaged over the batch.
+
+    References
+    ----------
+    Chen, Li, Luna, Chung, Rowe, Du, Solnes, Frey, "Learning fuzzy clustering for SPECT/CT segmentation
+    via convolutional neural networks", Medical Physics 48, 2021, doi:10.1002/mp.14903.
     """
     w = _weights(x, mask)
     uq = u.clamp_min(0) ** q
@@ -166,8 +256,19 @@ def rfcm_loss(u: torch.Tensor, x: torch.Tensor, beta: float = 0.0, q: float = 2.
 
 
 def build_model(in_channels: int = 1, out_channels: int = 1, arch: str = "resnet") -> torch.nn.Module:
-    """The ACWE network: ``"resnet"`` (:class:`FullResCNN`, three blocks of 16) or ``"unet"``
-    (:class:`UNetEncoder` with ``out_channels`` outputs, no input noise). Outputs logits."""
+    """The ACWE network.
+
+    Parameters
+    ----------
+    in_channels : C.
+    out_channels : 1 (two regions) or K (RFCM).
+    arch : ``"resnet"`` (:class:`FullResCNN`, the paper's: three residual blocks of 16) or ``"unet"``
+        (:class:`UNetEncoder`, no input noise).
+
+    Returns
+    -------
+    network returning logits (N, out_channels, H, W).
+    """
     if arch == "resnet":
         model = FullResCNN(in_channels, out_channels)
     elif arch == "unet":
@@ -199,9 +300,17 @@ class LabelledSlices(torch.utils.data.Dataset):
 
 
 def choose_labelled(dataset: SliceDataset, n: int | None, seed: int = 0) -> list[int]:
-    """Indices of ``n`` slices picked at random (seeded) to be labelled; ``None`` = every slice.
+    """Slices to be labelled, drawn at random.
 
-    Asking for more slices than exist warns and uses them all. Needs the dataset's targets.
+    Parameters
+    ----------
+    dataset : slices with masks.
+    n : how many; None: every slice (more than exist: a warning, and all of them).
+    seed : the draw.
+
+    Returns
+    -------
+    sorted list of slice indices.
     """
     if not dataset.has_target:
         raise ValueError("labelled training needs ground-truth masks, and some volumes have none")
@@ -226,13 +335,26 @@ def fit(dataset: SliceDataset, *, mode: str = "unsupervised", n_labelled: int | 
         epochs: int = 30, finetune_epochs: int | None = None, batch_size: int = 8, lr: float = 1e-2,
         use_mask: bool = True, device="cpu", checkpoint: str | os.PathLike | None = None, resume: bool = True,
         seed: int = 0, progress: bool = True, extra: dict | None = None) -> ACWEResult:
-    """Train the ACWE network on a dataset of ``{"image", "brain"[, "target"]}`` slices in one of
-    :data:`MODES`. The network sees every channel; the ACWE terms read channel ``channel`` inside the
-    brain mask (``use_mask``). ``n_labelled`` slices (modes finetune and joint) are chosen by
-    :func:`choose_labelled`; mode finetune trains ``epochs`` on ACWE, then ``finetune_epochs``
-    (default ``epochs``) on the label loss alone over the labelled slices, repeated so that an
-    epoch holds as many slices as the dataset. Checkpoints are written
-    atomically every epoch (with ``extra``) and resumed with ``resume``.
+    """Train the ACWE network in one of the paper's four modes.
+
+    Parameters
+    ----------
+    dataset : ``{"image", "brain"[, "target"]}`` slices.
+    mode : ``unsupervised`` (1), ``finetune`` (2: ACWE for ``epochs``, then the label loss on the
+        labelled slices for ``finetune_epochs``, default ``epochs``), ``joint`` (3: ACWE + label loss on
+        ``n_labelled`` slices) or ``joint-all`` (4: every slice labelled).
+    n_labelled : labelled slices (:func:`choose_labelled`).
+    mu, nu : length and area weights.
+    alpha, label_loss : the label term (see :func:`joint_loss`).
+    channel : the channel the ACWE terms read (the network sees them all).
+    arch : see :func:`build_model`.
+    epochs, finetune_epochs, batch_size, lr, device, seed, progress : training (see :func:`nbutils.train.fit`).
+    use_mask : restrict the ACWE terms to the brain mask.
+    checkpoint, resume, extra : written atomically every epoch (with ``extra``) and resumed.
+
+    Returns
+    -------
+    :class:`ACWEResult`.
     """
     if mode not in MODES:
         raise ValueError(f"unknown ACWE mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -286,7 +408,19 @@ def fit_rfcm(dataset: SliceDataset, k: int = 3, *, beta: float = 0.001, q: float
              epochs: int = 30, batch_size: int = 8, lr: float = 1e-2, device="cpu",
              checkpoint: str | os.PathLike | None = None, resume: bool = True, seed: int = 0,
              progress: bool = True) -> ACWEResult:
-    """Train a K-class network (softmax) on the RFCM loss over every channel, inside the brain mask."""
+    """Train a K-class network on the RFCM loss over every channel, inside the brain mask.
+
+    Parameters
+    ----------
+    dataset : ``{"image", "brain"}`` slices.
+    k : classes.
+    beta, q : see :func:`rfcm_loss`.
+    arch, epochs, batch_size, lr, device, checkpoint, resume, seed, progress : as :func:`fit`.
+
+    Returns
+    -------
+    :class:`ACWEResult`.
+    """
     if k < 2:
         raise ValueError(f"k must be at least 2, got {k}")
     _check_slices(dataset)
@@ -305,23 +439,53 @@ def fit_rfcm(dataset: SliceDataset, k: int = 3, *, beta: float = 0.001, q: float
 
 @torch.no_grad()
 def rfcm_labels(model: torch.nn.Module, image: np.ndarray, brain: np.ndarray, batch_size: int = 8) -> np.ndarray:
-    """Hard labels (S, H, W) int64 from a K-class network: argmax, renumbered 1..K by increasing
-    mean intensity of channel 0 inside ``brain`` (label-free naming, as the classical methods;
-    a class no pixel takes gets no number)."""
+    """Hard labels from a K-class network.
+
+    Parameters
+    ----------
+    model : the network.
+    image : (S, C, H, W).
+    brain : (S, H, W) bool.
+    batch_size : slices per forward pass.
+
+    Returns
+    -------
+    (S, H, W) int64: argmax, renumbered 1..K by increasing mean of channel 0 inside ``brain``
+    (label-free naming, as the classical methods), 0 outside.
+    """
     assign = torch.cat([out.argmax(1).cpu() for out in batched(model, image, batch_size)]).numpy()
     return metrics.labels_by_brightness(assign[brain], np.moveaxis(image, 1, -1)[brain], brain)
 
 
 @torch.no_grad()
 def probabilities(model: torch.nn.Module, image: np.ndarray, batch_size: int = 8) -> np.ndarray:
-    """y = sigmoid(network) (S, H, W) float32 in [0, 1] for slices (S, C, H, W)."""
+    """y = sigmoid(network) of slices.
+
+    Parameters
+    ----------
+    model : the network.
+    image : (S, C, H, W).
+    batch_size : slices per forward pass.
+
+    Returns
+    -------
+    (S, H, W) float32 in [0, 1].
+    """
     return torch.cat([torch.sigmoid(out.float())[:, 0].cpu() for out in batched(model, image, batch_size)]).numpy()
 
 
 def regions(y: np.ndarray, brain: np.ndarray | None = None) -> np.ndarray:
-    """Labels (S, H, W) int64 from y: 2 where y > 0.5, 1 elsewhere, 0 outside ``brain``.
+    """Two regions from y.
 
-    Which region is the lesion is decided afterwards, label-free (higher mean FLAIR) or by the oracle.
+    Parameters
+    ----------
+    y : (S, H, W) in [0, 1].
+    brain : (S, H, W) bool (None: every pixel).
+
+    Returns
+    -------
+    (S, H, W) int64: 2 where y > 0.5, 1 elsewhere, 0 outside ``brain``; which region is the lesion is
+    decided afterwards (label-free or by the oracle).
     """
     labels = np.where(y > 0.5, 2, 1).astype(np.int64)
     if brain is not None:
@@ -330,7 +494,19 @@ def regions(y: np.ndarray, brain: np.ndarray | None = None) -> np.ndarray:
 
 
 def predict(result: ACWEResult, image: np.ndarray, brain: np.ndarray | None = None, batch_size: int = 8) -> np.ndarray:
-    """Two-region labels (S, H, W) (see :func:`regions`) of slices (S, C, H, W) from a trained network."""
+    """Two-region labels of slices from a trained network (see :func:`regions`).
+
+    Parameters
+    ----------
+    result : the trained network.
+    image : (S, C, H, W).
+    brain : (S, H, W) bool.
+    batch_size : slices per forward pass.
+
+    Returns
+    -------
+    (S, H, W) int64.
+    """
     return regions(probabilities(result.model, image, batch_size), brain)
 
 

@@ -32,10 +32,22 @@ from nbutils.train import load_checkpoint, remove_partials
 
 
 def option(default, help: str, *, low=None, high=None, choices=None, train: bool = True):
-    """A field of an :class:`Options` dataclass: its default, one line of help (with its unit), its
-    valid range ``[low, high]`` or ``choices``, and ``train``: whether a checkpoint must have been
-    trained with the same value to be resumed or applied (False for how a model labels, e.g. CUTS's
-    stage 2, and for how long it trains: more epochs continue a checkpoint)."""
+    """A field of an :class:`Options` dataclass.
+
+    Parameters
+    ----------
+    default : its default (the full profile's).
+    help : one line, with the unit.
+    low, high : the valid range (None: open).
+    choices : the valid values.
+    train : whether a checkpoint must have been trained with the same value to be resumed or applied
+        (False for how a model labels, e.g. CUTS's stage 2, and for how long it trains: more epochs
+        continue a checkpoint).
+
+    Returns
+    -------
+    dataclasses.Field.
+    """
     return dataclasses.field(default=default, metadata=dict(help=help, low=low, high=high, choices=choices,
                                                             train=train))
 
@@ -60,8 +72,17 @@ class Options:
 
     @classmethod
     def for_profile(cls, profile: str = "full", **overrides) -> "Options":
-        """The options of a profile (``full``: the defaults; ``ci``: with :attr:`ci` applied), then
-        ``overrides`` (None values are skipped); an unknown name is a ValueError listing the fields."""
+        """The options of a profile, then overrides.
+
+        Parameters
+        ----------
+        profile : ``"full"`` (the defaults) or ``"ci"`` (with :attr:`ci` applied).
+        **overrides : field values on top (None values are skipped).
+
+        Returns
+        -------
+        the options; a ValueError names an unknown field, or a value out of its range.
+        """
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = [k for k in overrides if k not in names]
         if unknown:
@@ -79,7 +100,12 @@ class Options:
 
     @classmethod
     def describe(cls) -> list[dict]:
-        """One row per option: name, type, default, ci value, help (for ``--help`` and ``methods``)."""
+        """One row per option, for ``--help`` and ``python -m nbutils methods``.
+
+        Returns
+        -------
+        list of dicts: name, type, default, ci value, help, choices.
+        """
         hints = typing.get_type_hints(cls)
         return [dict(name=f.name, type=_type_name(hints[f.name]), default=f.default, ci=cls.ci.get(f.name, f.default),
                      help=f.metadata.get("help", ""), choices=f.metadata.get("choices"))
@@ -126,12 +152,25 @@ class Method:
 
     @classmethod
     def for_profile(cls, profile: str = "full", **overrides) -> "Method":
-        """The method with :meth:`Options.for_profile` options."""
+        """The method with :meth:`Options.for_profile` options.
+
+        Parameters
+        ----------
+        profile, **overrides : see :meth:`Options.for_profile`.
+
+        Returns
+        -------
+        the method.
+        """
         return cls(cls.Options.for_profile(profile, **overrides))
 
     def check(self, volumes) -> None:
         """Raise a ValueError naming the volume when the options cannot apply to it (before any work).
-        ``volumes``: a list of :class:`Volume` or a :class:`~nbutils.data.streaming.StreamingSlices`."""
+
+        Parameters
+        ----------
+        volumes : a list of :class:`Volume` or a :class:`~nbutils.data.streaming.StreamingSlices`.
+        """
         k = getattr(self.options, "k", None)
         counts = ([(v["name"], v["brain_pixels"]) for v in volumes.volumes] if isinstance(volumes, StreamingSlices)
                   else [(v.name, int(v.brain.sum())) for v in volumes])
@@ -140,11 +179,33 @@ class Method:
                 raise ValueError(f"{name}: {pixels} brain pixel(s), fewer than k={k} clusters")
 
     def labels(self, volume: Volume, *, device="cpu", progress: bool = True) -> np.ndarray:
-        """Cluster ids (S, H, W) int64 of one volume: 1..n inside ``volume.brain``, 0 outside."""
+        """Cluster ids of one volume.
+
+        Parameters
+        ----------
+        volume : the volume.
+        device : where a learning method fits (on the volume itself).
+        progress : progress bars.
+
+        Returns
+        -------
+        (S, H, W) int64: 1..n inside ``volume.brain``, 0 outside.
+        """
         raise NotImplementedError
 
     def lesion(self, labels: np.ndarray, volume: Volume, largest_cc: bool = True) -> np.ndarray:
-        """The lesion (S, H, W) bool among ``labels``: the label-free rule (:func:`metrics.label_free_lesion`)."""
+        """The lesion among a volume's labels.
+
+        Parameters
+        ----------
+        labels : (S, H, W) cluster ids.
+        volume : the volume.
+        largest_cc : one lesion (see :func:`nbutils.metrics.label_free_lesion`).
+
+        Returns
+        -------
+        (S, H, W) bool: the label-free rule's (supervised methods: their own lesion class).
+        """
         return metrics.label_free_lesion(labels, volume.flair, volume.brain, largest_cc)
 
     def __repr__(self) -> str:
@@ -176,19 +237,41 @@ class Model:
         return list(self.state.get("history", []))
 
     def using(self, method: "TrainableMethod") -> "Model":
-        """This model with another instance of its method whose training options are the same (e.g.
-        another CUTS stage 2); a ValueError names the training options that differ."""
+        """This model with another instance of its method whose training options are the same.
+
+        Parameters
+        ----------
+        method : e.g. CUTS with another stage 2.
+
+        Returns
+        -------
+        a model sharing this one's network; a ValueError names the training options that differ.
+        """
         differ = _differences(self.options.training(), method.options.training())
         if type(method) is not type(self.method) or differ:
             raise ValueError(f"the model was trained with {differ or type(self.method).__name__}")
         return type(self)(method, self.state, self.device, self.network)
 
     def labels(self, volume: Volume) -> np.ndarray:
-        """Cluster ids (S, H, W) of one volume, 0 outside its brain mask."""
+        """Cluster ids of one volume.
+
+        Parameters
+        ----------
+        volume : the volume.
+
+        Returns
+        -------
+        (S, H, W) int64, 0 outside its brain mask.
+        """
         raise NotImplementedError
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the checkpoint atomically: method, options, fingerprint and ``state``."""
+        """Write the checkpoint atomically: method, options, fingerprint and ``state``.
+
+        Parameters
+        ----------
+        path : the ``.pt`` file.
+        """
         from nbutils.train import save_checkpoint
 
         weights = {} if self.network is None else dict(model=self.network.state_dict())
@@ -203,6 +286,16 @@ class DeepModel(Model):
         return at_size(volume, self.options.size, self.square_labels)
 
     def square_labels(self, volume: Volume) -> np.ndarray:
+        """Labels of a volume already squared to ``options.size``.
+
+        Parameters
+        ----------
+        volume : (S, C, size, size) volume.
+
+        Returns
+        -------
+        (S, size, size) int64.
+        """
         raise NotImplementedError
 
 
@@ -216,13 +309,30 @@ class TrainableMethod(Method):
     training_defaults: ClassVar[dict] = {}  # options the train command sets unless the user does
 
     def network(self, config: dict) -> torch.nn.Module:
-        """The untrained network a checkpoint's ``config`` describes."""
+        """The untrained network a checkpoint's ``config`` describes.
+
+        Parameters
+        ----------
+        config : the network's constructor arguments.
+
+        Returns
+        -------
+        torch.nn.Module.
+        """
         raise NotImplementedError
 
     def training_set(self, volumes) -> tuple[torch.utils.data.Dataset, str]:
-        """(slices at the options' ``size``, the :func:`fingerprint` of the input) for :meth:`fit`, after
-        :meth:`check`. ``volumes``: a list of :class:`Volume` (held in memory) or a
-        :class:`~nbutils.data.streaming.StreamingSlices` (read from disk; its ``size`` must match)."""
+        """The training data of :meth:`fit`, after :meth:`check`.
+
+        Parameters
+        ----------
+        volumes : a list of :class:`Volume` (held in memory) or a
+            :class:`~nbutils.data.streaming.StreamingSlices` (read from disk; its ``size`` must match).
+
+        Returns
+        -------
+        (slices at the options' ``size``, the :func:`fingerprint` of the input).
+        """
         self.check(volumes)
         if isinstance(volumes, StreamingSlices):
             if volumes.size != self.options.size:
@@ -235,8 +345,21 @@ class TrainableMethod(Method):
 
     def fit(self, volumes: list[Volume], *, device="cpu", checkpoint: str | os.PathLike | None = None,
             restart: bool = False, progress: bool = True) -> Model:
-        """Train on ``volumes``; with ``checkpoint``, written atomically every epoch and resumed when it
-        holds the same training (:func:`check_checkpoint`; ``restart`` starts over instead)."""
+        """Train on volumes.
+
+        Parameters
+        ----------
+        volumes : a list of :class:`Volume` or a :class:`~nbutils.data.streaming.StreamingSlices`.
+        device : where it trains.
+        checkpoint : written atomically every epoch and resumed when it holds the same training
+            (:func:`check_checkpoint`).
+        restart : discard an existing checkpoint and start over.
+        progress : progress bars.
+
+        Returns
+        -------
+        :class:`Model`.
+        """
         raise NotImplementedError
 
     def labels(self, volume: Volume, *, device="cpu", progress: bool = True) -> np.ndarray:
@@ -246,8 +369,17 @@ class TrainableMethod(Method):
         return self.fit([volume], device=device, progress=progress).labels(volume)
 
     def load(self, path: str | os.PathLike, device="cpu") -> Model:
-        """The model of a checkpoint of this method, trained with this method's training options
-        (InputError naming the file and the options that differ otherwise)."""
+        """The model of a checkpoint of this method.
+
+        Parameters
+        ----------
+        path : the checkpoint.
+        device : where the model runs.
+
+        Returns
+        -------
+        :class:`Model`; InputError naming the file when it was trained with other training options.
+        """
         state = load_checkpoint(path, self.name)
         if "options" not in state:
             raise InputError(path, "holds no training options (an older nbutils wrote it); train it again")
@@ -263,8 +395,16 @@ def _differences(stored: dict, wanted: dict) -> str:
 
 
 def fingerprint(volumes: list[Volume]) -> str:
-    """A short hash of what a method trains on: every volume's name, image, brain mask and lesion mask
-    (when it has one), so that a checkpoint knows its input."""
+    """A short hash of what a method trains on, so that a checkpoint knows its input.
+
+    Parameters
+    ----------
+    volumes : the training volumes: every one's name, image, brain mask and lesion mask (when it has one).
+
+    Returns
+    -------
+    16 hexadecimal characters.
+    """
     digest = hashlib.sha256()
     for v in volumes:
         digest.update(v.name.encode())
@@ -277,13 +417,21 @@ def fingerprint(volumes: list[Volume]) -> str:
 
 def check_checkpoint(path: str | os.PathLike | None, method: TrainableMethod, print_: str,
                      restart: bool = False, sidecars: tuple[str, ...] = ()) -> bool:
-    """Before any training: may ``path`` be written, and does it hold the same training? Returns True
-    when ``path`` exists and training resumes from it.
+    """Before any training: may ``path`` be written, and does it hold the same training?
 
-    ``print_`` is the :func:`fingerprint` of the training input; ``sidecars`` are suffixes of the
-    checkpoints of earlier phases (``path + suffix``, e.g. DCN's autoencoder pretraining). A checkpoint
-    of another method, other training options or other input is an InputError naming the difference;
-    ``restart=True`` removes them all and starts over. Partial files of an interrupted write are removed.
+    Parameters
+    ----------
+    path : the checkpoint (None: nothing to check).
+    method : the method about to train.
+    print_ : the :func:`fingerprint` of the training input.
+    restart : remove the checkpoint and its sidecars and start over.
+    sidecars : suffixes of the checkpoints of earlier phases (``path + suffix``, e.g. DCN's pretraining).
+
+    Returns
+    -------
+    True when ``path`` exists and training resumes from it. A checkpoint of another method, other training
+    options or other input is an InputError naming the difference; partial files of an interrupted write
+    are removed.
     """
     if path is None:
         return False
@@ -315,5 +463,15 @@ def check_checkpoint(path: str | os.PathLike | None, method: TrainableMethod, pr
 
 
 def training_state(method: TrainableMethod, print_: str) -> dict:
-    """What every checkpoint a method writes carries besides weights: its options and input fingerprint."""
+    """What every checkpoint a method writes carries besides weights.
+
+    Parameters
+    ----------
+    method : the method.
+    print_ : the input's fingerprint.
+
+    Returns
+    -------
+    dict with ``options`` and ``fingerprint``.
+    """
     return dict(options=method.options.as_dict(), fingerprint=print_)

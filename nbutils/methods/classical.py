@@ -37,9 +37,25 @@ def _subsample(n: int, max_points: int, seed: int) -> np.ndarray:
 
 def kmeans(image: np.ndarray, mask: np.ndarray, k: int = 4, channels=None, seed: int = 0,
            max_points: int = MAX_FIT_POINTS) -> np.ndarray:
-    """k-means (k-means++, sklearn) on the intensities inside ``mask``.
+    """k-means (k-means++ starts, scikit-learn) on the intensities inside a mask.
 
-    Fitted on at most ``max_points`` random pixels, then every pixel gets its nearest centre.
+    Parameters
+    ----------
+    image : (S, C, H, W) volume in [0, 1].
+    mask : (S, H, W) bool, the pixels to cluster (the brain).
+    k : clusters.
+    channels : the channels clustered (None: all).
+    seed : starts and subsample.
+    max_points : fitted on at most this many random pixels, then every pixel takes its nearest centre.
+
+    Returns
+    -------
+    (S, H, W) int64: 1..k by increasing mean of the first channel used, 0 outside ``mask``.
+
+    References
+    ----------
+    Lloyd, IEEE Trans. Inf. Theory 28, 1982, doi:10.1109/TIT.1982.1056489; Arthur & Vassilvitskii,
+    "k-means++", SODA 2007.
     """
     x = _features(image, mask, channels)
     _check_k(x, k)
@@ -49,7 +65,25 @@ def kmeans(image: np.ndarray, mask: np.ndarray, k: int = 4, channels=None, seed:
 
 def gmm(image: np.ndarray, mask: np.ndarray, k: int = 4, channels=None, seed: int = 0,
         max_points: int = MAX_FIT_POINTS) -> np.ndarray:
-    """Gaussian mixture (diagonal covariances, EM, sklearn) on the intensities inside ``mask``."""
+    """Gaussian mixture (diagonal covariances, EM, scikit-learn) on the intensities inside a mask.
+
+    Parameters
+    ----------
+    image : (S, C, H, W) volume in [0, 1].
+    mask : (S, H, W) bool, the pixels to cluster (the brain).
+    k : components.
+    channels : the channels modelled (None: all).
+    seed : starts and subsample.
+    max_points : fitted on at most this many random pixels, then every pixel takes its likeliest component.
+
+    Returns
+    -------
+    (S, H, W) int64: 1..k by increasing mean of the first channel used, 0 outside ``mask``.
+
+    References
+    ----------
+    Dempster, Laird, Rubin, J. R. Stat. Soc. B 39, 1977, doi:10.1111/j.2517-6161.1977.tb01600.x.
+    """
     x = _features(image, mask, channels)
     _check_k(x, k)
     model = GaussianMixture(k, covariance_type="diag", n_init=2, random_state=seed)
@@ -58,7 +92,24 @@ def gmm(image: np.ndarray, mask: np.ndarray, k: int = 4, channels=None, seed: in
 
 
 def otsu(image: np.ndarray, mask: np.ndarray, k: int = 2, channel: int = 0) -> np.ndarray:
-    """(Multi-)Otsu thresholds of one channel inside ``mask``: K classes from K-1 thresholds."""
+    """(Multi-)Otsu thresholds of one channel inside a mask.
+
+    Parameters
+    ----------
+    image : (S, C, H, W) volume in [0, 1].
+    mask : (S, H, W) bool, the pixels to cluster (the brain).
+    k : classes (k - 1 thresholds).
+    channel : the channel thresholded.
+
+    Returns
+    -------
+    (S, H, W) int64: 1..k from dark to bright, 0 outside ``mask``.
+
+    References
+    ----------
+    Otsu, IEEE Trans. SMC 9, 1979, doi:10.1109/TSMC.1979.4310076; multi-level: Liao, Chen, Chung,
+    J. Inf. Sci. Eng. 17, 2001 (``skimage.filters.threshold_multiotsu``).
+    """
     values = image[:, channel][mask]
     if k < 2:
         raise ValueError(f"k must be at least 2, got {k}")
@@ -69,9 +120,18 @@ def otsu(image: np.ndarray, mask: np.ndarray, k: int = 2, channel: int = 0) -> n
 
 
 def robust_zscore(image: np.ndarray, mask: np.ndarray, threshold: float = 3.0, channel: int = 0) -> np.ndarray:
-    """Two classes: FLAIR above ``median + threshold * MAD`` inside ``mask`` is label 2.
+    """Two classes: a channel above ``median + threshold * MAD`` inside a mask.
 
-    MAD is the median absolute deviation scaled by 1.4826 (a normal's standard deviation).
+    Parameters
+    ----------
+    image : (S, C, H, W) volume in [0, 1].
+    mask : (S, H, W) bool, the pixels to cluster (the brain).
+    threshold : robust SDs; the MAD is scaled by 1.4826 (a normal's standard deviation).
+    channel : the channel thresholded (FLAIR).
+
+    Returns
+    -------
+    (S, H, W) int64: 2 above, 1 below, 0 outside ``mask``.
     """
     values = image[:, channel][mask]
     median = np.median(values)
@@ -106,9 +166,23 @@ def _two_regions(image: np.ndarray, mask: np.ndarray, channel: int, segment_slic
 
 def chan_vese(image: np.ndarray, mask: np.ndarray, channel: int = 0, mu: float = 0.25,
               max_num_iter: int = 200, tol: float = 1e-3) -> np.ndarray:
-    """Two-region Chan-Vese (``skimage.segmentation.chan_vese``, level sets) per slice, inside ``mask``.
+    """Two-region Chan-Vese (``skimage.segmentation.chan_vese``, level sets) per slice.
 
-    Chan & Vese, IEEE TIP 2001. ``mu`` weights the contour length. Labels as :func:`_two_regions`.
+    Parameters
+    ----------
+    image : (S, C, H, W) volume in [0, 1].
+    mask : (S, H, W) bool, the pixels to cluster (the brain).
+    channel : the channel segmented.
+    mu : weight of the contour length.
+    max_num_iter, tol : level-set iterations and stopping tolerance.
+
+    Returns
+    -------
+    (S, H, W) int64: 2 the brighter region of each slice, 1 the other, 0 outside ``mask``.
+
+    References
+    ----------
+    Chan & Vese, "Active contours without edges", IEEE TIP 10, 2001, doi:10.1109/83.902291.
     """
     return _two_regions(image, mask, channel, lambda x: segmentation.chan_vese(
         x, mu=mu, max_num_iter=max_num_iter, tol=tol))
@@ -116,8 +190,24 @@ def chan_vese(image: np.ndarray, mask: np.ndarray, channel: int = 0, mu: float =
 
 def morphological_chan_vese(image: np.ndarray, mask: np.ndarray, channel: int = 0, num_iter: int = 100,
                             smoothing: int = 1) -> np.ndarray:
-    """Morphological ACWE (``skimage.segmentation.morphological_chan_vese``, Marquez-Neila et al.
-    2014) per slice, inside ``mask``. Labels as :func:`_two_regions`."""
+    """Morphological ACWE (``skimage.segmentation.morphological_chan_vese``) per slice.
+
+    Parameters
+    ----------
+    image : (S, C, H, W) volume in [0, 1].
+    mask : (S, H, W) bool, the pixels to cluster (the brain).
+    channel : the channel segmented.
+    num_iter : iterations.
+    smoothing : smoothing steps per iteration.
+
+    Returns
+    -------
+    (S, H, W) int64: 2 the brighter region of each slice, 1 the other, 0 outside ``mask``.
+
+    References
+    ----------
+    Marquez-Neila, Baumela, Alvarez, IEEE TPAMI 36, 2014, doi:10.1109/TPAMI.2013.106.
+    """
     return _two_regions(image, mask, channel, lambda x: segmentation.morphological_chan_vese(
         x, num_iter, smoothing=smoothing))
 

@@ -33,12 +33,22 @@ TILE_ELEMENTS = 2**24  # distances held at once by the tiled searches (64 MB in 
 
 
 def diffusion_step(x: torch.Tensor, weights: torch.Tensor, eps: float) -> torch.Tensor:
-    """One condensation step ``P X`` for points (N, d) with weights (N,) and bandwidth ``eps``.
+    """One condensation step X <- P X in bounded memory.
 
-    The row-normalised kernel is a softmax over j of (2 x_i.x_j - |x_j|^2) / eps^2 + log w_j
-    (the |x_i|^2 term cancels), computed as attention with queries [x_i 2/eps^2, 1] and keys
-    [x_j, log w_j - |x_j|^2 / eps^2], the width padded to a multiple of 8 for the fused kernels.
-    Points are centred first (the step commutes with translation) to keep float32 exact.
+    The row-normalised kernel is a softmax over j of (2 x_i.x_j - |x_j|^2) / eps^2 + log w_j (the |x_i|^2
+    term cancels), computed as attention with queries [x_i 2/eps^2, 1] and keys
+    [x_j, log w_j - |x_j|^2 / eps^2], the width padded to a multiple of 8 for the fused kernels; points are
+    centred first (the step commutes with translation) to keep float32 exact.
+
+    Parameters
+    ----------
+    x : (N, d) points.
+    weights : (N,) input points per point.
+    eps : the Gaussian kernel's bandwidth.
+
+    Returns
+    -------
+    (N, d) the moved points.
     """
     centre = x.mean(0)
     x0 = (x - centre).float()
@@ -72,8 +82,17 @@ def _tiled_distances(x: torch.Tensor, reference: torch.Tensor):
 
 
 def nearest_neighbours(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``k`` nearest other points of each point: (indices (N, k), squared distances (N, k)),
-    computed in row tiles of at most ``TILE_ELEMENTS`` distances."""
+    """The k nearest other points of each point, in row tiles of bounded memory.
+
+    Parameters
+    ----------
+    x : (N, d).
+    k : neighbours (at most N - 1).
+
+    Returns
+    -------
+    (indices (N, k), squared distances (N, k)).
+    """
     k = min(k, len(x) - 1)
     idx, dist = [], []
     for start, d2 in _tiled_distances(x, x):
@@ -95,8 +114,19 @@ def _group_means(x: torch.Tensor, group: torch.Tensor, weights: torch.Tensor) ->
 
 
 def merge_groups(x: torch.Tensor, candidates: torch.Tensor, threshold: float) -> torch.Tensor | None:
-    """Group id (N,) of each point, the groups being the connected components of the pairs
-    (i, candidates[i, m]) closer than ``threshold``; None when no candidate pair is that close."""
+    """Groups of points closer than a threshold, among candidate pairs.
+
+    Parameters
+    ----------
+    x : (N, d).
+    candidates : (N, m) indices of each point's candidate partners (e.g. nearest neighbours).
+    threshold : merge distance.
+
+    Returns
+    -------
+    (N,) group id of each point (the connected components of the close pairs; the smallest index of each
+    component), or None when no candidate pair is that close.
+    """
     d2 = (x[:, None, :] - x[candidates]).square().sum(-1)
     close = d2 < threshold**2
     if not close.any():
@@ -114,11 +144,19 @@ def merge_groups(x: torch.Tensor, candidates: torch.Tensor, threshold: float) ->
 
 def coarse_grain(x: torch.Tensor, max_points: int, iterations: int = 10,
                  seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Weighted k-means centroids standing for ``x`` (N, d): (centroids (M, d), weights (M,) =
-    points per centroid, point_of (N,) = each point's centroid), M <= ``max_points``.
+    """Weighted k-means centroids standing for many points, as Multiscale PHATE does.
 
-    Lloyd iterations from ``max_points`` random points, with a tiled nearest-centroid search
-    (bounded memory); centroids that lose all their points are dropped.
+    Parameters
+    ----------
+    x : (N, d).
+    max_points : M, at most this many centroids.
+    iterations : Lloyd iterations from ``max_points`` random points (tiled nearest-centroid search).
+    seed : the start.
+
+    Returns
+    -------
+    (centroids (M', d), weights (M',) = points per centroid, point_of (N,) = each point's centroid), M' <= M
+    (centroids that lose all their points are dropped).
     """
     g = torch.Generator().manual_seed(seed)
     centres = x[torch.randperm(len(x), generator=g)[:max_points].to(x.device)]
@@ -154,7 +192,16 @@ class Hierarchy:
         return level % len(self)
 
     def labels(self, level: int) -> np.ndarray:
-        """Cluster ids 0..n-1 (N,) of the input points at ``level`` (negative counts from the top)."""
+        """Cluster ids of the input points at one level.
+
+        Parameters
+        ----------
+        level : 0 (finest) .. len - 1 (one cluster); negative counts from the top.
+
+        Returns
+        -------
+        (N,) ids 0..n-1.
+        """
         _, ids = np.unique(self.levels[self._check(level)], return_inverse=True)
         return ids[self.point_of]
 
@@ -177,11 +224,23 @@ class Hierarchy:
         return dies - born
 
     def structure_labels(self, level: int, min_area: float = 0.01, min_levels: int = 2) -> np.ndarray:
-        """Labels (N,) at ``level`` made of persistent structures: clusters holding at least
-        ``min_area`` of the input points and lasting at least ``min_levels`` levels. Points in no
-        such cluster at ``level`` go, at the first coarser level where that is possible, to the
-        heaviest structure their cluster has merged with, or to their cluster if it has become a
-        persistent structure itself."""
+        """Labels made of persistent structures at one level.
+
+        Persistent structures are clusters holding at least ``min_area`` of the input points and lasting at
+        least ``min_levels`` levels. Points in no such cluster at ``level`` go, at the first coarser level
+        where that is possible, to the heaviest structure their cluster has merged with, or to their cluster
+        if it has become a persistent structure itself.
+
+        Parameters
+        ----------
+        level : the level.
+        min_area : share of the points.
+        min_levels : lifetime in levels.
+
+        Returns
+        -------
+        (N,) ids.
+        """
         level = self._check(level)
         keep, m = self._persistent(min_area, min_levels), self.levels.shape[1]
         out = np.where(keep[level], level * m + self.levels[level], -1).astype(np.int64)  # unique over levels
@@ -202,15 +261,32 @@ class Hierarchy:
         return ids[self.point_of]
 
     def structures_level(self, min_area: float = 0.01, min_levels: int = 2) -> int:
-        """The level with the most persistent structures (:meth:`structure_labels`; the finest of
-        ties). Label-free, but blind to structures smaller than ``min_area``."""
+        """The level with the most persistent structures (the finest of ties).
+
+        Parameters
+        ----------
+        min_area, min_levels : see :meth:`structure_labels`.
+
+        Returns
+        -------
+        int level; label-free, but blind to structures smaller than ``min_area``.
+        """
         keep = self._persistent(min_area, min_levels)
         return int(np.argmax([len(np.unique(row[k])) for row, k in zip(self.levels, keep)]))
 
     def persistent_level(self, min_clusters: int = 3, max_clusters: int = 16) -> int:
-        """The level whose partition lasts the widest range of eps (largest eps ratio to the next
-        level) among levels of ``min_clusters`` to ``max_clusters`` clusters: the most persistent
-        partition, label-free. Falls back to the finest level with at most ``max_clusters``."""
+        """The most persistent partition, label-free.
+
+        Parameters
+        ----------
+        min_clusters, max_clusters : the levels considered.
+
+        Returns
+        -------
+        int: among levels of ``min_clusters`` to ``max_clusters`` clusters, the one whose partition lasts the
+        widest range of eps (largest eps ratio to the next level); otherwise the finest level with at most
+        ``max_clusters``.
+        """
         n = self.n_clusters()
         if len(self) == 1:
             return 0
@@ -228,10 +304,18 @@ class Hierarchy:
 
 
 def default_scales(x: torch.Tensor) -> tuple[float, float]:
-    """(eps, threshold) for :func:`condense`: eps = a tenth of the median distance to the nearest
-    other point (the kernel starts narrower than the gaps, so the finest levels are recorded),
-    threshold = 1e-3 of the points' spread (root mean variance per dimension), or 1e-6 when the
-    points are all equal."""
+    """Starting bandwidth and merge threshold of :func:`condense`.
+
+    Parameters
+    ----------
+    x : (N, d) points.
+
+    Returns
+    -------
+    (eps, threshold): eps a tenth of the median distance to the nearest other point (the kernel starts
+    narrower than the gaps, so the finest levels are recorded), threshold 1e-3 of the points' spread (root
+    mean variance per dimension), or 1e-6 when the points are all equal.
+    """
     spread = float(x.var(0, unbiased=False).mean().sqrt()) if len(x) > 1 else 0.0
     threshold = 1e-3 * spread if spread > 0 else 1e-6
     if len(x) < 2:
@@ -254,13 +338,29 @@ def condense(
     max_iterations: int = 100_000,
     progress: bool = False,
 ) -> Hierarchy:
-    """Condense points ``x`` (N, d) to one cluster; return the :class:`Hierarchy` of every level.
+    """Condense points to one cluster; return the :class:`Hierarchy` of every level.
 
-    ``eps`` and ``threshold`` default to :func:`default_scales`; ``scale`` multiplies eps after
-    each step without a merge. Inputs of more than ``max_points`` points are coarse-grained first
-    (None: never). Merges are looked for among the ``k`` nearest neighbours, recomputed every
-    ``refresh`` steps and after every merge (with k >= N - 1 the check is exact). Runs in float32
-    on ``device``. Raises ValueError for an empty input or NaN / infinite values.
+    Parameters
+    ----------
+    x : (N, d) points.
+    eps, threshold : starting bandwidth and merge threshold (default :func:`default_scales`).
+    scale : eps is multiplied by it after each step without a merge.
+    max_points : inputs of more points are coarse-grained first (:func:`coarse_grain`; None: never).
+    k, refresh : merges are looked for among the ``k`` nearest neighbours, recomputed every ``refresh``
+        steps and after every merge (with k >= N - 1 the check is exact).
+    device : float32 there.
+    seed : coarse-graining's.
+    max_iterations : a RuntimeError beyond.
+    progress : a progress bar.
+
+    Returns
+    -------
+    :class:`Hierarchy`; a ValueError for an empty input or NaN / infinite values.
+
+    References
+    ----------
+    Brugnone, Gigante, Krishnaswamy et al., "Coarse Graining of Data via Inhomogeneous Diffusion
+    Condensation", IEEE Big Data 2019, arXiv:1907.04463.
     """
     x = torch.as_tensor(x).to(device, torch.float32)
     if x.ndim != 2 or len(x) == 0:

@@ -64,8 +64,18 @@ class PixelCUTS(nn.Module):
 
 
 def patches(image: torch.Tensor, centres: torch.Tensor, size: int) -> torch.Tensor:
-    """The ``size`` x ``size`` patches (S, C, size, size) of ``image`` (C, H, W) centred on the
-    pixels ``centres`` (S, 2) as (row, column); the image is extended by reflection at the border."""
+    """Square patches of an image centred on some pixels.
+
+    Parameters
+    ----------
+    image : (C, H, W); extended by reflection at the border.
+    centres : (S, 2) pixels as (row, column).
+    size : the patch side (odd), pixels.
+
+    Returns
+    -------
+    (S, C, size, size).
+    """
     r = size // 2
     padded = F.pad(image[None], (r, r, r, r), mode="reflect")[0]
     offsets = torch.arange(size, device=image.device)
@@ -75,9 +85,23 @@ def patches(image: torch.Tensor, centres: torch.Tensor, size: int) -> torch.Tens
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Structural similarity (S,) of patch pairs (S, C, P, P) with values in [0, 1]: one window
-    covering the patch, population statistics, averaged over channels (Wang et al. 2004; equal
-    to ``skimage.metrics.structural_similarity`` with ``win_size=P`` on a P x P patch)."""
+    """Structural similarity of patch pairs.
+
+    One window covering the patch, population statistics, averaged over channels; equal to
+    ``skimage.metrics.structural_similarity`` with ``win_size=P`` on a P x P patch.
+
+    Parameters
+    ----------
+    a, b : (S, C, P, P) with values in [0, 1].
+
+    Returns
+    -------
+    (S,) in [-1, 1].
+
+    References
+    ----------
+    Wang, Bovik, Sheikh, Simoncelli, IEEE TIP 13, 2004, doi:10.1109/TIP.2003.819861.
+    """
     a, b = a.flatten(2).float(), b.flatten(2).float()
     ma, mb = a.mean(2), b.mean(2)
     va, vb = a.var(2, unbiased=False), b.var(2, unbiased=False)
@@ -100,14 +124,23 @@ class Pairs:
 
 def sample_pairs(image: torch.Tensor, n_anchors: int, *, region: torch.Tensor | None = None, patch: int = 5,
                  tries: int = 5, min_ssim: float = 0.5, generator: torch.Generator | None = None) -> Pairs:
-    """Anchors and positives in one image (C, H, W).
+    """Anchors and their positives in one image.
 
-    ``n_anchors`` anchors drawn uniformly (with replacement) from the pixels of ``region`` (H, W)
-    when it has any, else from the whole image. For each, up to ``tries`` candidates at offsets
-    drawn uniformly from [-patch, patch]^2 (not 0, kept inside the image); the first whose patch
-    has SSIM > ``min_ssim`` with the anchor's patch is the positive, else the adjacent pixel to
-    the right (left at the right border). Draws come from ``generator`` (a CPU generator; None:
-    torch's global one), so successive calls give new anchors.
+    Parameters
+    ----------
+    image : (C, H, W).
+    n_anchors : anchors drawn uniformly (with replacement) from the pixels of ``region`` when it has any,
+        else from the whole image.
+    region : (H, W) bool (the brain).
+    patch : P; candidates are drawn at offsets in [-P, P]^2 (not 0, kept inside the image).
+    tries : candidates per anchor; the first whose patch has SSIM > ``min_ssim`` with the anchor's patch is
+        the positive, else the adjacent pixel to the right (left at the right border).
+    min_ssim : the similarity test.
+    generator : a CPU generator for the draws (None: torch's global one), so successive calls give new anchors.
+
+    Returns
+    -------
+    :class:`Pairs`.
     """
     _, h, w = image.shape
     weights = region.flatten().float().cpu() if region is not None and region.any() else torch.ones(h * w)
@@ -131,9 +164,23 @@ def sample_pairs(image: torch.Tensor, n_anchors: int, *, region: torch.Tensor | 
 
 
 def nt_xent(anchors: torch.Tensor, positives: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
-    """NT-Xent of embeddings (B, S, D): mean over images b and anchors i of
-    -log softmax_j(cos(a_i, p_j) / tau)[i], the other anchors' positives in the same image being
-    the negatives (Chen et al., SimCLR, 2020)."""
+    """NT-Xent of anchor and positive embeddings, the other anchors' positives in the same image being
+    the negatives.
+
+    Parameters
+    ----------
+    anchors, positives : (B, S, D).
+    tau : temperature.
+
+    Returns
+    -------
+    scalar: mean over images b and anchors i of -log softmax_j(cos(a_i, p_j) / tau)[i].
+
+    References
+    ----------
+    Chen, Kornblith, Norouzi, Hinton, "A Simple Framework for Contrastive Learning of Visual
+    Representations", ICML 2020, arXiv:2002.05709.
+    """
     a, p = F.normalize(anchors.float(), dim=-1), F.normalize(positives.float(), dim=-1)
     logits = a @ p.transpose(1, 2) / tau  # (B, S, S)
     target = torch.arange(a.shape[1], device=a.device).expand(a.shape[0], -1)
@@ -147,10 +194,21 @@ def _at(z: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
 
 def cuts_loss(model: PixelCUTS, batch: dict, *, n_anchors: int = 256, lam: float = 0.01, tau: float = 0.1,
               tries: int = 5) -> dict:
-    """lam * NT-Xent + (1 - lam) * patch-reconstruction MSE on a batch ``{"image", "brain"}``.
+    """CUTS's stage-1 loss on a batch: lam * NT-Xent + (1 - lam) * patch-reconstruction MSE.
 
-    Anchors are drawn inside each slice's brain mask with a generator seeded from torch's global
-    one (which the training loop reseeds every epoch): new anchors every batch, reproducible runs.
+    Parameters
+    ----------
+    model : :class:`PixelCUTS`.
+    batch : ``{"image": (N, C, H, W)[, "brain": (N, H, W)]}``; anchors are drawn inside each slice's brain.
+    n_anchors : anchors per slice.
+    lam : weight of NT-Xent.
+    tau : NT-Xent temperature.
+    tries : see :func:`sample_pairs`.
+
+    Returns
+    -------
+    ``{"loss", "nt_xent", "reconstruction"}`` scalars. Anchors come from a generator seeded from torch's
+    global one (which the training loop reseeds every epoch): new anchors every batch, reproducible runs.
     """
     x = batch["image"]
     patch = model.config["patch"]
@@ -180,8 +238,21 @@ def fit(dataset, *, in_channels: int = 1, widths=(16, 32, 64, 128), epochs: int 
         lr: float = 1e-3, n_anchors: int = 256, lam: float = 0.01, tau: float = 0.1, device="cpu",
         checkpoint: str | os.PathLike | None = None, resume: bool = True, seed: int = 0,
         progress: bool = True, extra: dict | None = None) -> CUTSResult:
-    """Train stage 1 on a dataset of ``{"image", "brain"}`` slices through the shared loop
-    (checkpoint every epoch with ``extra``, resumable); the model comes back in eval mode."""
+    """Train CUTS's stage 1 on slices through the shared loop.
+
+    Parameters
+    ----------
+    dataset : ``{"image", "brain"}`` slices.
+    in_channels : C.
+    widths : the encoder's channel widths (four 5 x 5 convolutions by default).
+    epochs, batch_size, lr, device, seed, progress : see :func:`nbutils.train.fit`.
+    n_anchors, lam, tau : see :func:`cuts_loss`.
+    checkpoint, resume, extra : written every epoch (with ``extra``), resumed.
+
+    Returns
+    -------
+    :class:`CUTSResult`, the model in eval mode.
+    """
     torch.manual_seed(seed)
     model = PixelCUTS(in_channels, widths)
     history = train_fit(model, lambda m, b: cuts_loss(m, b, n_anchors=n_anchors, lam=lam, tau=tau), dataset,
@@ -193,18 +264,37 @@ def fit(dataset, *, in_channels: int = 1, widths=(16, 32, 64, 128), epochs: int 
 
 @torch.no_grad()
 def embed(model: PixelCUTS, image: np.ndarray, batch_size: int = 8) -> np.ndarray:
-    """Embeddings (S, D, H, W) float32 of slices (S, C, H, W)."""
+    """Embeddings of slices.
+
+    Parameters
+    ----------
+    model : :class:`PixelCUTS`.
+    image : (S, C, H, W).
+    batch_size : slices per forward pass.
+
+    Returns
+    -------
+    (S, D, H, W) float32.
+    """
     return np.concatenate([z.float().cpu().numpy() for z in batched(model, image, batch_size)])
 
 
 def points(z: np.ndarray, mask: np.ndarray, n_components: int = 10, scaling: str = "standard",
            seed: int = 0) -> np.ndarray:
-    """Stage-2 input: the embeddings (S, D, H, W) of the pixels in ``mask`` (S, H, W), scaled, then
-    reduced to ``n_components`` by PCA: (N, n_components) float32.
+    """Stage 2's input: the embeddings of the pixels in a mask, scaled and reduced by PCA.
 
-    ``scaling="l2"`` L2-normalises each embedding (the CUTS paper's choice; it discards the
-    embedding's norm, which carries much of the intensity); ``"standard"`` centres each feature
-    and divides it by its standard deviation.
+    Parameters
+    ----------
+    z : (S, D, H, W) embeddings.
+    mask : (S, H, W) bool.
+    n_components : PCA components kept.
+    scaling : ``"l2"`` L2-normalises each embedding (the CUTS paper's; it discards the norm, which carries
+        much of the intensity); ``"standard"`` centres each feature and divides it by its standard deviation.
+    seed : PCA's.
+
+    Returns
+    -------
+    (N, n_components) float32; a ValueError for NaN or infinite embeddings.
     """
     if scaling not in SCALINGS:
         raise ValueError(f"unknown scaling {scaling!r}; choose one of {', '.join(SCALINGS)}")
@@ -221,9 +311,25 @@ def points(z: np.ndarray, mask: np.ndarray, n_components: int = 10, scaling: str
 
 
 def spectral_kmeans(x: np.ndarray, k: int, *, max_points: int = 2048, seed: int = 0) -> np.ndarray:
-    """Cluster ids (N,) from k-means on the PHATE diffusion potential of ``x`` (N, d)
-    (``phate.cluster.kmeans``); above ``max_points`` points, PHATE runs on k-means centroids
-    (:func:`condensation.coarse_grain`) and each point takes its centroid's cluster."""
+    """k-means on the PHATE diffusion potential (``phate.cluster.kmeans``).
+
+    Parameters
+    ----------
+    x : (N, d) points.
+    k : clusters.
+    max_points : above this many, PHATE runs on weighted k-means centroids
+        (:func:`condensation.coarse_grain`) and each point takes its centroid's cluster.
+    seed : PHATE's and k-means'.
+
+    Returns
+    -------
+    (N,) cluster ids.
+
+    References
+    ----------
+    Moon et al., "Visualizing structure and transitions in high-dimensional biological data", Nature
+    Biotechnology 37, 2019, doi:10.1038/s41587-019-0336-3.
+    """
     import phate  # slow to import, needed here only
 
     xt = torch.from_numpy(x)
@@ -237,15 +343,28 @@ def spectral_kmeans(x: np.ndarray, k: int, *, max_points: int = 2048, seed: int 
 def cluster(z: np.ndarray, mask: np.ndarray, flair: np.ndarray, stage2: str = "condensation", k: int = 4, *,
             scaling: str = "standard", level_rule: str = "persistence", max_points: int = 2048,
             device="cpu", seed: int = 0) -> np.ndarray:
-    """Stage 2 on the embeddings (S, D, H, W) of one volume (or image): labels (S, H, W), 0 outside
-    ``mask``, 1..n by increasing mean ``flair`` (S, H, W) so the label-free rule can name them.
+    """Stage 2 on the embeddings of one volume: labels named for the label-free rule.
 
-    ``kmeans`` and ``spectral`` give ``k`` clusters. ``condensation`` cuts its hierarchy without
-    labels: ``level_rule="persistence"``, the partition lasting the widest eps range
-    (:meth:`Hierarchy.persistent_level`), or ``"structures"`` (CUTS's rule), the persistent
-    structures (area >= 1 %, >= 2 levels) at the level that has most of them
-    (:meth:`Hierarchy.structures_level`), which dissolves clusters (lesions) under 1 %. k-means and
-    condensation run on ``device``; PHATE on the CPU.
+    Parameters
+    ----------
+    z : (S, D, H, W) embeddings.
+    mask : (S, H, W) bool: the pixels clustered.
+    flair : (S, H, W): clusters are numbered by increasing mean FLAIR.
+    stage2 : ``kmeans`` and ``spectral`` give ``k`` clusters; ``condensation`` cuts its hierarchy without
+        labels: ``level_rule="persistence"``, the partition lasting the widest eps range
+        (:meth:`Hierarchy.persistent_level`), or ``"structures"`` (CUTS's rule), the persistent structures
+        (area >= 1 %, >= 2 levels) at the level that has most of them, which dissolves clusters (lesions)
+        under 1 %.
+    k : clusters of kmeans and spectral.
+    scaling : see :func:`points`.
+    level_rule : see ``stage2``.
+    max_points : condensation and spectral coarse-grain to at most this many points.
+    device : k-means and condensation run there; PHATE on the CPU.
+    seed : every random choice.
+
+    Returns
+    -------
+    (S, H, W) int64: 1..n inside ``mask``, 0 outside.
     """
     if stage2 not in STAGE2:
         raise ValueError(f"unknown stage 2 {stage2!r}; choose one of {', '.join(STAGE2)}")
@@ -265,11 +384,21 @@ def cluster(z: np.ndarray, mask: np.ndarray, flair: np.ndarray, stage2: str = "c
 
 def level_rules(tree: condensation.Hierarchy, volume: Volume, largest_cc: bool = True,
                 max_clusters: int = 64) -> list[dict]:
-    """How the label-free level rules of a condensation ``tree`` of ``volume``'s brain pixels score,
-    against the best level in hindsight: one row each for ``persistence`` and ``structures``
-    (:func:`cluster`'s rules; clusters and :func:`metrics.lesion_scores`) and for ``oracle level``, the
-    highest oracle Dice over the levels of at most ``max_clusters`` clusters (uses the ground truth:
-    an upper bound of any level rule)."""
+    """How the label-free level rules of a condensation tree score, against the best level in hindsight.
+
+    Parameters
+    ----------
+    tree : the :class:`condensation.Hierarchy` of ``volume``'s brain pixels.
+    volume : with ground truth.
+    largest_cc : one lesion.
+    max_clusters : the oracle searches the levels of at most this many clusters.
+
+    Returns
+    -------
+    list of dict rows: ``persistence`` and ``structures`` (clusters and :func:`metrics.lesion_scores`), and
+    ``oracle level``, the highest oracle Dice over the levels (uses the ground truth: an upper bound of
+    any level rule).
+    """
     def named(ids):
         return metrics.labels_by_brightness(ids, volume.flair[volume.brain][:, None], volume.brain)
 

@@ -45,13 +45,37 @@ def _pixels(z: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 
 
 def reconstruction_loss(model: AutoEncoder, batch: dict) -> dict:
-    """MSE between the image and its reconstruction (the pretraining loss)."""
+    """The pretraining loss: MSE between the image and its reconstruction.
+
+    Parameters
+    ----------
+    model : :class:`AutoEncoder`.
+    batch : ``{"image": (N, C, H, W)}``.
+
+    Returns
+    -------
+    ``{"loss": scalar}``.
+    """
     _, x_hat = model(batch["image"])
     return {"loss": F.mse_loss(x_hat.float(), batch["image"].float())}
 
 
 def dcn_loss(model: AutoEncoder, batch: dict, centres: torch.Tensor, lam: float) -> dict:
-    """MSE reconstruction + lam/2 * mean squared distance of brain pixels to their nearest centre."""
+    """DCN's joint loss (Yang et al. 2017, eq. 5, per pixel).
+
+    L = MSE(x, g(f(x))) + lam / 2 * mean over brain pixels of the squared distance to the nearest centre.
+
+    Parameters
+    ----------
+    model : :class:`AutoEncoder` (f, g).
+    batch : ``{"image": (N, C, H, W), "brain": (N, H, W)}``.
+    centres : (K, D), fixed during network training.
+    lam : weight of the clustering term.
+
+    Returns
+    -------
+    ``{"loss", "reconstruction", "clustering"}`` scalars.
+    """
     z, x_hat = model(batch["image"])
     recon = F.mse_loss(x_hat.float(), batch["image"].float())
     pix = _pixels(z.float(), batch.get("brain"))
@@ -60,8 +84,17 @@ def dcn_loss(model: AutoEncoder, batch: dict, centres: torch.Tensor, lam: float)
 
 
 def assign(centres: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Nearest centre of each feature ``z`` (M, D) among ``centres`` (K, D): (labels (M,), points per
-    centre m (K,), their summed features (K, D))."""
+    """Nearest centre of each feature.
+
+    Parameters
+    ----------
+    centres : (K, D).
+    z : (M, D) features.
+
+    Returns
+    -------
+    (labels (M,), points per centre m (K,), their summed features (K, D)).
+    """
     labels = squared_distances(z, centres).argmin(1)
     m = torch.bincount(labels, minlength=len(centres))
     sums = torch.zeros_like(centres).index_add_(0, labels, z.to(centres.dtype))
@@ -69,9 +102,18 @@ def assign(centres: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 
 def move_centres(centres: torch.Tensor, counts: torch.Tensor, m: torch.Tensor, sums: torch.Tensor) -> None:
-    """DCN's count rule for ``m`` (K,) new points per centre with feature sums ``sums`` (K, D), in place:
-    taking them one at a time, n_k += 1 and mu_k <- (1 - 1/n_k) mu_k + z_i / n_k; these steps equal the
-    running mean mu_k <- (n_k mu_k + sum_i z_i) / (n_k + m_k) (Yang et al. 2017, eq. 8)."""
+    """DCN's count rule for points already assigned, in place.
+
+    Taking the points one at a time, n_k += 1 and mu_k <- (1 - 1/n_k) mu_k + z_i / n_k; these steps equal
+    the running mean mu_k <- (n_k mu_k + sum_i z_i) / (n_k + m_k) (Yang et al. 2017, eq. 8).
+
+    Parameters
+    ----------
+    centres : (K, D), updated.
+    counts : (K,) int, the persistent counts n_k, updated.
+    m : (K,) new points per centre.
+    sums : (K, D) their summed features.
+    """
     hit = m > 0
     total = (counts + m)[hit, None].to(centres.dtype)
     centres[hit] = (counts[hit, None].to(centres.dtype) * centres[hit] + sums[hit]) / total
@@ -79,10 +121,18 @@ def move_centres(centres: torch.Tensor, counts: torch.Tensor, m: torch.Tensor, s
 
 
 def update_centres(centres: torch.Tensor, counts: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """DCN's centre update for a batch of features ``z`` (M, D), in place; returns the assignments.
+    """DCN's centre update for one batch of features, in place.
 
-    Each z_i goes to its nearest centre (centres as at the start of the batch), then
-    :func:`move_centres`.
+    Parameters
+    ----------
+    centres : (K, D), updated.
+    counts : (K,) int, updated.
+    z : (M, D) features; each goes to its nearest centre (centres as at the start of the batch), then
+        :func:`move_centres`.
+
+    Returns
+    -------
+    (M,) the assignments.
     """
     labels, m, sums = assign(centres, z)
     move_centres(centres, counts, m, sums)
@@ -90,10 +140,18 @@ def update_centres(centres: torch.Tensor, counts: torch.Tensor, z: torch.Tensor)
 
 
 def reseed_empty(centres: torch.Tensor, counts: torch.Tensor, hits: torch.Tensor, z: torch.Tensor) -> int:
-    """Move centres that received no point (``hits == 0``) to the worst-fit points of ``z``.
+    """Move the centres that received no point to the worst-fit points, in place.
 
-    Worst fit = largest squared distance to the nearest centre. Their counts restart at 1.
-    Returns the number of re-seeded centres.
+    Parameters
+    ----------
+    centres : (K, D), updated.
+    counts : (K,) int; the moved centres' counts restart at 1.
+    hits : (K,) points each centre received.
+    z : (M, D) candidate features; worst fit = largest squared distance to the nearest centre.
+
+    Returns
+    -------
+    how many centres were moved.
     """
     empty = torch.nonzero(hits == 0).flatten()
     if len(empty) == 0 or len(z) == 0:
@@ -107,8 +165,21 @@ def reseed_empty(centres: torch.Tensor, counts: torch.Tensor, hits: torch.Tensor
 @torch.no_grad()
 def features(model: AutoEncoder, dataset, device, batch_size: int = 8, max_pixels: int | None = None,
              seed: int = 0) -> torch.Tensor:
-    """Brain-pixel features (M, D) of a dataset, on ``device``; a random subsample when
-    ``max_pixels`` is given."""
+    """Brain-pixel features of a dataset.
+
+    Parameters
+    ----------
+    model : :class:`AutoEncoder`.
+    dataset : ``{"image", "brain"}`` slices.
+    device : where the network runs.
+    batch_size : slices per forward pass.
+    max_pixels : keep a random subsample of this many (None: all).
+    seed : the subsample.
+
+    Returns
+    -------
+    (M, D) features on ``device``.
+    """
     model.eval()
     out = []
     for batch in torch.utils.data.DataLoader(dataset, batch_size=batch_size):
@@ -133,8 +204,21 @@ def pretrain(dataset, in_channels: int, *, features: int = 64, widths=(8, 16, 32
              batch_size: int = 8, lr: float = 1e-3, device="cpu", checkpoint: str | os.PathLike | None = None,
              resume: bool = True, seed: int = 0, progress: bool = True,
              extra: dict | None = None) -> tuple[AutoEncoder, list[dict]]:
-    """Train the autoencoder on reconstruction alone; resumable from ``checkpoint`` (which also
-    stores ``extra``)."""
+    """Train the autoencoder on reconstruction alone (a denoising autoencoder).
+
+    Parameters
+    ----------
+    dataset : ``{"image"}`` slices.
+    in_channels : C.
+    features : D, features per pixel.
+    widths : the U-Net's channel widths.
+    epochs, batch_size, lr, device, seed, progress : see :func:`nbutils.train.fit`.
+    checkpoint, resume : written every epoch (with ``extra``), resumed when it exists.
+
+    Returns
+    -------
+    (model, history).
+    """
     torch.manual_seed(seed)
     model = AutoEncoder(in_channels, features, widths)
     history = train_fit(model, reconstruction_loss, dataset, epochs=epochs, batch_size=batch_size, lr=lr,
@@ -150,15 +234,36 @@ def fit(dataset, k: int, *, model: AutoEncoder | None = None, in_channels: int =
         extra: dict | None = None, initial_centres: torch.Tensor | None = None) -> DCNResult:
     """DCN on a dataset of ``{"image", "brain"}`` slices with K clusters fixed before training.
 
-    Pretrains an autoencoder (``features_per_pixel`` features) unless ``model`` is given; initialises
-    centres by k-means++ on a subsample of brain-pixel features (or from ``initial_centres`` (K, D));
-    then ``epochs`` rounds of (I) ``inner_epochs`` of network training on :func:`dcn_loss` and (II) one
-    pass over the data with the centres fixed, whose points then move them by the count rule
-    (:func:`move_centres`; under torchrun the counts and sums of every process are added first, so the
-    centres are those of one process on all the data), after which a centre that no pixel chose is
-    moved to the worst-fit of ``max_init_pixels`` pixels drawn from the whole dataset. With
-    ``checkpoint``, the state after each round is saved atomically
-    (with ``extra``), and ``resume`` continues from it.
+    Pretrains an autoencoder unless ``model`` is given; initialises the centres by k-means++ on a
+    subsample of brain-pixel features (or ``initial_centres``); then ``epochs`` rounds of (I)
+    ``inner_epochs`` of network training on :func:`dcn_loss` and (II) one pass over the data with the
+    centres fixed, whose points then move them by the count rule (:func:`move_centres`; under torchrun the
+    counts and sums of every process are added first, so the centres are those of one process on all the
+    data), after which a centre no pixel chose is moved to the worst fit of ``max_init_pixels`` pixels of
+    the whole dataset.
+
+    Parameters
+    ----------
+    dataset : slices.
+    k : clusters.
+    model : a pretrained :class:`AutoEncoder` (None: pretrain one with ``features_per_pixel``,
+        ``pretrain_epochs``).
+    in_channels : C, for pretraining.
+    lam : weight of the clustering term.
+    epochs, inner_epochs : rounds, and network epochs per round.
+    batch_size, lr, device, seed, progress : as :func:`nbutils.train.fit`.
+    checkpoint, resume, extra : the state after each round is saved atomically (with ``extra``) and
+        resumed; pretraining has its own checkpoint ``checkpoint + ".pretrain"``.
+    max_init_pixels : the features subsampled for k-means++ and for re-seeding.
+    initial_centres : (K, D) to start from instead of k-means++.
+
+    Returns
+    -------
+    :class:`DCNResult`.
+
+    References
+    ----------
+    Yang, Fu, Sidiropoulos, Hong, "Towards K-means-friendly Spaces", ICML 2017, arXiv:1610.04794.
     """
     device = torch.device(device)
     history: list[dict] = []
@@ -220,7 +325,19 @@ def fit(dataset, k: int, *, model: AutoEncoder | None = None, in_channels: int =
 
 @torch.no_grad()
 def predict(result: DCNResult, image: np.ndarray, brain: np.ndarray | None = None, batch_size: int = 8) -> np.ndarray:
-    """Nearest-centre labels (S, H, W) int64 for slices (S, C, H, W): 1..K, 0 outside ``brain``."""
+    """Nearest-centre labels of slices.
+
+    Parameters
+    ----------
+    result : a trained DCN.
+    image : (S, C, H, W).
+    brain : (S, H, W) bool; labels outside it are 0 (None: every pixel labelled).
+    batch_size : slices per forward pass.
+
+    Returns
+    -------
+    (S, H, W) int64: 1..K.
+    """
     model, centres = result.model, result.centres
     out = []
     for z, _ in batched(model, image, batch_size):
@@ -234,7 +351,18 @@ def predict(result: DCNResult, image: np.ndarray, brain: np.ndarray | None = Non
 
 @torch.no_grad()
 def encode(model: AutoEncoder, image: np.ndarray, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """Features (S, D, H, W) and reconstructions (S, C, H, W) of slices (S, C, H, W), as NumPy."""
+    """Features and reconstructions of slices.
+
+    Parameters
+    ----------
+    model : :class:`AutoEncoder`.
+    image : (S, C, H, W).
+    batch_size : slices per forward pass.
+
+    Returns
+    -------
+    (features (S, D, H, W), reconstructions (S, C, H, W)) as NumPy float32.
+    """
     zs, xs = [], []
     for z, x_hat in batched(model, image, batch_size):
         zs.append(z.float().cpu().numpy())
@@ -244,7 +372,19 @@ def encode(model: AutoEncoder, image: np.ndarray, batch_size: int = 8) -> tuple[
 
 @torch.no_grad()
 def reconstruction_mse(model: AutoEncoder, dataset, device="cpu", batch_size: int = 8) -> float:
-    """Mean squared reconstruction error over a dataset (model in eval mode: no input noise)."""
+    """Mean squared reconstruction error over a dataset (eval mode: no input noise).
+
+    Parameters
+    ----------
+    model : :class:`AutoEncoder`.
+    dataset : ``{"image"}`` slices.
+    device : where it runs.
+    batch_size : slices per forward pass.
+
+    Returns
+    -------
+    float, per pixel and channel.
+    """
     model.eval().to(device)
     total, n = 0.0, 0
     for batch in torch.utils.data.DataLoader(dataset, batch_size=batch_size):
@@ -256,9 +396,20 @@ def reconstruction_mse(model: AutoEncoder, dataset, device="cpu", batch_size: in
 
 def pretrained_autoencoder(dataset: SliceDataset, options: "DCNOptions", cache_dir: str | os.PathLike, device="cpu",
                            progress: bool = True) -> tuple[AutoEncoder, list[dict]]:
-    """The autoencoder of ``options`` pretrained on ``dataset``, its checkpoint kept in ``cache_dir``
-    (named by a hash of the options and the data), so that notebooks share one pretraining and a
-    re-run resumes or reuses it. Returns (model, history)."""
+    """The autoencoder of some DCN options pretrained on a dataset, its checkpoint kept in a cache.
+
+    Parameters
+    ----------
+    dataset : :class:`SliceDataset`.
+    options : :class:`DCNOptions` (features, pretrain_epochs, batch_size, lr, seed).
+    cache_dir : where the checkpoint lives, named by a hash of the options and the data, so that notebooks
+        share one pretraining and a re-run reuses or resumes it.
+    device, progress : as :func:`pretrain`.
+
+    Returns
+    -------
+    (model, history).
+    """
     from nbutils.data.preprocessing import cache_key
 
     o = options

@@ -55,11 +55,21 @@ def m_step(p: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None, e
            reduce=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Closed-form mixture parameters of each image from soft assignments.
 
-    ``p`` (B, K, H, W) class probabilities, ``x`` (B, M, H, W) sequences, ``mask`` (B, H, W) the
-    region (None: every pixel). Returns pi (B, K), mu (B, K, M), var (B, K, M) (with ``eps`` added).
-    A class with no mass gets mu = 0 and var = eps instead of a division by zero. ``reduce`` (e.g.
-    :func:`nbutils.runtime.all_sum`) adds the sums of every process before dividing: the parameters
-    of the pixels of all of them.
+    pi_k = mean_i p_ik, mu_km = sum_i p_ik x_im / sum_i p_ik,
+    var_km = sum_i p_ik (x_im - mu_km)^2 / sum_i p_ik + eps (Schwab, Mayr, Haltmeier 2024, eq. 3).
+
+    Parameters
+    ----------
+    p : (B, K, H, W) class probabilities.
+    x : (B, M, H, W) sequences.
+    mask : (B, H, W) the region (None: every pixel).
+    eps : the variance floor.
+    reduce : e.g. :func:`nbutils.runtime.all_sum`: adds the sums of every process before dividing (the
+        parameters of the pixels of all of them); None: this process's.
+
+    Returns
+    -------
+    (pi (B, K), mu (B, K, M), var (B, K, M)). A class with no mass gets mu = 0 and var = eps.
     """
     reduce = reduce or (lambda t: t)
     w = p if mask is None else p * mask[:, None].to(p.dtype)
@@ -73,20 +83,47 @@ def m_step(p: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None, e
 
 
 def log_gaussians(x: torch.Tensor, mu: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
-    """log prod_m N(x_im; mu_km, var_km): (B, K, H, W) for x (B, M, H, W), mu and var (B, K, M)."""
+    """log prod_m N(x_im; mu_km, var_km) of every pixel and class.
+
+    Parameters
+    ----------
+    x : (B, M, H, W).
+    mu, var : (B, K, M).
+
+    Returns
+    -------
+    (B, K, H, W).
+    """
     d = x[:, None] - mu[..., None, None]  # (B, K, M, H, W)
     return (-0.5 * (LOG_2PI + torch.log(var))[..., None, None] - d * d / (2 * var[..., None, None])).sum(2)
 
 
 def nll(log_p: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None, variant: str = "deepG",
         eps: float = VAR_FLOOR, distributed: bool = False) -> tuple[torch.Tensor, tuple]:
-    """Negative log-likelihood per pixel (mean over the mask's pixels, then over images) of the
-    mixture whose parameters are the M-step of ``exp(log_p)``; returns (nll, (pi, mu, var)).
+    """Negative log-likelihood per pixel of the mixture whose parameters are the M-step of exp(log_p).
 
-    ``log_p`` (B, K, H, W) are log-probabilities (``log_softmax`` of the network's logits).
-    ``distributed`` (one pooled image per process, under torchrun): the M-step and the pixel count run
-    over every process's pixels, and the value is scaled so that the gradients DistributedDataParallel
-    averages are those of one process holding all the pixels.
+    deepG: -mean_i log sum_k pi_k prod_m N(x_im; mu_km, var_km); deepSVG: the same with p_ik for pi_k
+    (spatially variant weights), in log space (logsumexp).
+
+    Parameters
+    ----------
+    log_p : (B, K, H, W) log-probabilities (``log_softmax`` of the network's logits).
+    x : (B, M, H, W).
+    mask : (B, H, W): the mean runs over its pixels, then over images (None: every pixel).
+    variant : ``"deepG"`` or ``"deepSVG"``.
+    eps : the variance floor.
+    distributed : one pooled image per process under torchrun: the M-step and the pixel count run over
+        every process's pixels, and the value is scaled so that the gradients DistributedDataParallel
+        averages are those of one process holding all the pixels.
+
+    Returns
+    -------
+    (scalar NLL, (pi, mu, var)).
+
+    References
+    ----------
+    Schwab, Mayr, Haltmeier, "Deep Gaussian mixture model for unsupervised image segmentation", 2024,
+    arXiv:2404.12252.
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
@@ -102,15 +139,38 @@ def nll(log_p: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None, 
 
 
 def mean_regulariser(mu: torch.Tensor, mu_data: torch.Tensor) -> torch.Tensor:
-    """||mu_data - mu||^2 summed over classes and sequences, averaged over images: mu (B, K, M)."""
+    """The class-means regulariser r(mu) = ||mu_data - mu||^2.
+
+    Parameters
+    ----------
+    mu : (B, K, M) the mixture's means.
+    mu_data : (K, M) class means measured on labelled slices.
+
+    Returns
+    -------
+    scalar: summed over classes and sequences, averaged over images.
+    """
     return (mu - mu_data.to(mu)).square().sum((1, 2)).mean()
 
 
 def objective(logits: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None, variant: str = "deepG",
               lam: float = 0.0, mu_data: torch.Tensor | None = None, distributed: bool = False) -> dict:
-    """NLL of images x (B, M, H, W) under the M-step of ``softmax(logits)`` (B, K, H, W), plus
-    lam * r(mu) when ``mu_data`` (K, M) is given: ``{"loss", "nll"[, "regulariser"]}``
-    (``distributed``: see :func:`nll`)."""
+    """The deep GMM's loss from the network's logits.
+
+    Parameters
+    ----------
+    logits : (B, K, H, W).
+    x : (B, M, H, W).
+    mask : (B, H, W) region.
+    variant : ``"deepG"`` or ``"deepSVG"``.
+    lam : weight of :func:`mean_regulariser` when ``mu_data`` (K, M) is given.
+    mu_data : class means, or None.
+    distributed : see :func:`nll`.
+
+    Returns
+    -------
+    ``{"loss", "nll"[, "regulariser"]}`` scalars.
+    """
     log_p = F.log_softmax(logits.float(), dim=1)
     value, (_, mu, _) = nll(log_p, x.float(), mask, variant, distributed=distributed)
     terms = {"nll": value}
@@ -127,10 +187,21 @@ def _one_image(t: torch.Tensor) -> torch.Tensor:
 
 def loss(model: torch.nn.Module, batch: dict, variant: str = "deepG", lam: float = 0.0,
          mu_data: torch.Tensor | None = None, pool: bool = True) -> dict:
-    """:func:`objective` of a batch ``{"image", "brain"}``: one mixture over all the batch's slices
-    (``pool``, the default: a class keeps one meaning across slices, also in slices without a
-    lesion), or one per slice (the paper's per-image M-step). Under torchrun the pooled mixture is
-    over the global batch: every process's slices."""
+    """:func:`objective` of a batch of slices.
+
+    Parameters
+    ----------
+    model : the network.
+    batch : ``{"image": (B, M, H, W), "brain": (B, H, W)}``.
+    variant, lam, mu_data : see :func:`objective`.
+    pool : one mixture over all the batch's slices (the default: a class keeps one meaning across slices,
+        also in slices without a lesion), else one per slice (the paper's per-image M-step). Under torchrun
+        the pooled mixture is over the global batch.
+
+    Returns
+    -------
+    see :func:`objective`.
+    """
     x = batch["image"].float()
     logits, mask = model(x), batch.get("brain")
     if pool:
@@ -140,8 +211,18 @@ def loss(model: torch.nn.Module, batch: dict, variant: str = "deepG", lam: float
 
 
 def check_region(x: np.ndarray, mask: np.ndarray, k: int, name: str = "image") -> None:
-    """ValueError when the region holds fewer pixels than classes; a warning for each constant
-    sequence (its variance is the floor, so its Gaussians are spikes)."""
+    """Check that a region can hold K classes.
+
+    Parameters
+    ----------
+    x : (S, M, H, W).
+    mask : (S, H, W) bool region.
+    k : classes.
+    name : named in the messages.
+
+    A ValueError when the region holds fewer pixels than classes; a warning for each constant sequence (its
+    variance is the floor, so its Gaussians are spikes).
+    """
     n = int(mask.sum())
     if n < k:
         raise ValueError(f"{name}: the region mask holds {n} pixel(s), fewer than the {k} classes")
@@ -153,9 +234,22 @@ def check_region(x: np.ndarray, mask: np.ndarray, k: int, name: str = "image") -
 
 def em_gmm(x: np.ndarray, k: int, means_init: np.ndarray | None = None, seed: int = 0,
            max_iter: int = 200, tol: float = 1e-3) -> tuple[np.ndarray, float, GaussianMixture]:
-    """EM for a diagonal GMM on pixels ``x`` (N, M) (scikit-learn): (labels (N,), NLL per pixel, model).
+    """EM for a diagonal GMM on pixels (scikit-learn's GaussianMixture).
 
-    ``means_init`` (K, M), e.g. class means from labelled slices, fixes the start.
+    Parameters
+    ----------
+    x : (N, M) pixels.
+    k : components.
+    means_init : (K, M) start (e.g. class means from labelled slices); None: two k-means starts.
+    seed, max_iter, tol : EM's.
+
+    Returns
+    -------
+    (labels (N,), NLL per pixel, the fitted model).
+
+    References
+    ----------
+    Dempster, Laird, Rubin, J. R. Stat. Soc. B 39, 1977, doi:10.1111/j.2517-6161.1977.tb01600.x.
     """
     gmm = GaussianMixture(k, covariance_type="diag", means_init=means_init, random_state=seed, max_iter=max_iter,
                           tol=tol, reg_covar=VAR_FLOOR, n_init=1 if means_init is not None else 2).fit(x)
@@ -164,13 +258,27 @@ def em_gmm(x: np.ndarray, k: int, means_init: np.ndarray | None = None, seed: in
 
 def em_svgmm(x: np.ndarray, k: int, *, means_init: np.ndarray | None = None, max_iter: int = 200,
              tol: float = 1e-3, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
-    """EM for the spatially variant GMM on pixels ``x`` (N, M): every pixel has its own weights.
+    """EM for the spatially variant GMM: every pixel has its own weights.
 
     E-step: gamma_ik = w_ik N(x_i; mu_k, var_k) / sum_l w_il N(x_i; mu_l, var_l), then w_ik = gamma_ik;
     M-step: mu_k, var_k are the gamma-weighted means and variances (+ the variance floor).
-    Starts from k-means++ centres (or ``means_init``) with uniform weights; stops when the NLL per
-    pixel changes by less than ``tol``. Returns (gamma (N, K), mu (K, M), var (K, M), NLL history),
-    the NLL never increasing.
+
+    Parameters
+    ----------
+    x : (N, M) pixels.
+    k : components.
+    means_init : (K, M) start; None: k-means++ centres. The weights start uniform.
+    max_iter, tol : stop when the NLL per pixel changes by less than ``tol``.
+    seed : k-means++'s.
+
+    Returns
+    -------
+    (gamma (N, K), mu (K, M), var (K, M), NLL history); the NLL never increases.
+
+    References
+    ----------
+    Sanjay-Gopal & Hebert, "Bayesian pixel classification using spatially variant finite mixtures and the
+    generalized EM algorithm", IEEE TIP 7, 1998, doi:10.1109/83.701161.
     """
     from sklearn.cluster import kmeans_plusplus
 
@@ -196,9 +304,18 @@ def em_svgmm(x: np.ndarray, k: int, *, means_init: np.ndarray | None = None, max
 
 
 def class_means(image: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """mu_data (K, M): the mean of each sequence over the pixels of class 1..K in ``labels`` (S, H, W)
-    of labelled slices ``image`` (S, M, H, W); the regulariser's target. A class with no pixel is
-    a ValueError."""
+    """Class means of labelled slices: the regulariser's mu_data.
+
+    Parameters
+    ----------
+    image : (S, M, H, W) labelled slices.
+    labels : (S, H, W) classes 1..K (0: unlabelled).
+    k : classes.
+
+    Returns
+    -------
+    (K, M) float32; a ValueError names a class with no pixel.
+    """
     values = np.moveaxis(image, 1, -1)
     missing = [c for c in range(1, k + 1) if not (labels == c).any()]
     if missing:
@@ -207,7 +324,18 @@ def class_means(image: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
 
 
 def build_model(in_channels: int, k: int, widths=(8, 16, 32)) -> torch.nn.Module:
-    """The deep GMM network: a U-Net with InstanceNorm and LeakyReLU, K logits per pixel."""
+    """The deep GMM network: a U-Net with InstanceNorm and LeakyReLU.
+
+    Parameters
+    ----------
+    in_channels : M sequences.
+    k : classes (logits per pixel).
+    widths : channel widths.
+
+    Returns
+    -------
+    network (N, M, H, W) -> (N, K, H, W).
+    """
     model = UNetEncoder(in_channels, k, tuple(widths), noise=0.0, norm="instance", activation="leaky")
     model.config = dict(in_channels=in_channels, k=k, widths=list(widths))
     return model
@@ -216,15 +344,24 @@ def build_model(in_channels: int, k: int, widths=(8, 16, 32)) -> torch.nn.Module
 def fit_images(images: np.ndarray, masks: np.ndarray, k: int, variant: str = "deepG", *, tol: float = 1e-3,
                max_epochs: int = 200, lr: float = 1e-2, lam: float = 0.0, mu_data: np.ndarray | None = None,
                device="cpu", seed: int = 0, progress: bool = False) -> tuple[np.ndarray, list[float]]:
-    """Per-image mode: a fresh network fitted to ``images`` (S, M, H, W) inside ``masks`` (S, H, W)
-    until the NLL per pixel has improved by less than ``tol`` over the last :data:`PATIENCE` steps
-    (Adam's steps are noisy: a change between two steps alone stops on the first plateau), or
-    ``max_epochs`` steps.
+    """Per-image mode: a fresh network fitted to one volume.
 
-    The S slices are one image (a volume): one mixture over all their mask pixels, one network
-    step per pass over them. S = 1 is the paper's per-image mode on a 2D image. ``mu_data`` (K, M)
-    with ``lam`` > 0 adds the regulariser. Returns the class probabilities (S, K, H, W) float32 and
-    the NLL per step.
+    Parameters
+    ----------
+    images : (S, M, H, W): the S slices are one image (a volume), one mixture over all their mask pixels,
+        one network step per pass over them; S = 1 is the paper's per-image mode on a 2D image.
+    masks : (S, H, W) region.
+    k : classes.
+    variant : ``"deepG"`` or ``"deepSVG"``.
+    tol, max_epochs : stop when the NLL per pixel improved by less than ``tol`` over the last
+        :data:`PATIENCE` steps (Adam's steps are noisy: a change between two steps alone stops on the first
+        plateau), or after ``max_epochs`` steps.
+    lr, device, seed, progress : the optimisation.
+    lam, mu_data : the regulariser (:func:`mean_regulariser`).
+
+    Returns
+    -------
+    (class probabilities (S, K, H, W) float32, NLL per step).
     """
     check_region(images, masks, k)
     torch.manual_seed(seed)
@@ -251,21 +388,52 @@ def fit_images(images: np.ndarray, masks: np.ndarray, k: int, variant: str = "de
 
 @torch.no_grad()
 def probabilities(model: torch.nn.Module, image: np.ndarray, batch_size: int = 8) -> np.ndarray:
-    """softmax(model) (S, K, H, W) float32 of slices (S, M, H, W), the model in eval mode."""
+    """softmax(network) of slices, the network in eval mode.
+
+    Parameters
+    ----------
+    model : the network.
+    image : (S, M, H, W).
+    batch_size : slices per forward pass.
+
+    Returns
+    -------
+    (S, K, H, W) float32.
+    """
     return torch.cat([torch.softmax(out.float(), 1).cpu() for out in batched(model, image, batch_size)]).numpy()
 
 
 def volume_params(p: np.ndarray, image: np.ndarray, brain: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The M-step of probabilities p (S, K, H, W) over all of a volume's ``brain`` pixels (S, H, W)
-    of ``image`` (S, M, H, W): pi (K,), mu (K, M), var (K, M) as NumPy arrays."""
+    """The M-step of a volume's probabilities over all its brain pixels.
+
+    Parameters
+    ----------
+    p : (S, K, H, W).
+    image : (S, M, H, W).
+    brain : (S, H, W) bool.
+
+    Returns
+    -------
+    (pi (K,), mu (K, M), var (K, M)) NumPy arrays.
+    """
     batch = [_one_image(torch.from_numpy(a)) for a in (p, image, brain[:, None])]
     pi, mu, var = m_step(batch[0].float(), batch[1].float(), batch[2][:, 0])
     return pi[0].numpy(), mu[0].numpy(), var[0].numpy()
 
 
 def hard_labels(p: np.ndarray, image: np.ndarray, brain: np.ndarray) -> np.ndarray:
-    """Labels (S, H, W) from class probabilities (S, K, H, W): argmax inside ``brain``, renumbered
-    1.. by increasing mean of channel 0 of ``image`` (S, M, H, W) (label-free naming), 0 outside."""
+    """Labels from class probabilities, named by intensity.
+
+    Parameters
+    ----------
+    p : (S, K, H, W).
+    image : (S, M, H, W); classes are renumbered 1.. by increasing mean of channel 0 (label-free naming).
+    brain : (S, H, W) bool.
+
+    Returns
+    -------
+    (S, H, W) int64, 0 outside ``brain``.
+    """
     return metrics.labels_by_brightness(p.argmax(1)[brain], np.moveaxis(image, 1, -1)[brain], brain)
 
 
@@ -288,9 +456,22 @@ class MixtureFit:
 def fit_volume(volume: Volume, k: int, method: str = "deepG", *, tol: float = 1e-3, max_epochs: int = 200,
                lam: float = 0.0, mu_data: np.ndarray | None = None, device="cpu", seed: int = 0,
                progress: bool = False) -> MixtureFit:
-    """One of :data:`METHOD_NAMES` fitted to one volume's brain pixels, timed (deep methods: per-image
-    mode on ``device``; EM on the CPU, ``mu_data`` as its start). The NLLs of deepG and EM-GMM are
-    of the same model, and those of deepSVG and EM-SVGMM."""
+    """One of :data:`METHOD_NAMES` fitted to one volume's brain pixels, timed.
+
+    Parameters
+    ----------
+    volume : the volume (its image and brain mask).
+    k : classes.
+    method : ``deepG``, ``deepSVG`` (per-image mode on ``device``), ``EM-GMM`` or ``EM-SVGMM`` (on the CPU).
+    tol, max_epochs : stopping (steps, or EM iterations).
+    lam, mu_data : the deep methods' regulariser; EM starts from ``mu_data``.
+    device, seed, progress : the fit.
+
+    Returns
+    -------
+    :class:`MixtureFit`. The NLLs of deepG and EM-GMM are of the same model, and those of deepSVG and
+    EM-SVGMM.
+    """
     if method not in METHOD_NAMES:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHOD_NAMES)}")
     start = time.perf_counter()
@@ -323,9 +504,22 @@ def fit(dataset: SliceDataset, k: int, variant: str = "deepG", *, lam: float = 0
         pool: bool = True, epochs: int = 30, batch_size: int = 8, lr: float = 1e-2, device="cpu",
         checkpoint: str | os.PathLike | None = None, resume: bool = True, seed: int = 0,
         progress: bool = True, extra: dict | None = None) -> GMMResult:
-    """Trained mode: one network trained on the slices of many volumes (one mixture per batch with
-    ``pool``, else per slice; see :func:`loss`) through the shared loop (checkpoint every epoch,
-    resumable); apply it to unseen slices with :func:`predict`."""
+    """Trained mode: one network trained on the slices of many volumes through the shared loop.
+
+    Parameters
+    ----------
+    dataset : ``{"image", "brain"}`` slices.
+    k : classes.
+    variant : ``"deepG"`` or ``"deepSVG"``.
+    lam, mu_data : the regulariser.
+    pool : one mixture per batch (see :func:`loss`).
+    epochs, batch_size, lr, device, seed, progress : see :func:`nbutils.train.fit`.
+    checkpoint, resume, extra : written every epoch (with ``extra``), resumed.
+
+    Returns
+    -------
+    :class:`GMMResult`; apply it to unseen slices with :func:`predict`.
+    """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     torch.manual_seed(seed)
@@ -339,19 +533,42 @@ def fit(dataset: SliceDataset, k: int, variant: str = "deepG", *, lam: float = 0
 
 
 def predict(result: GMMResult, image: np.ndarray, batch_size: int = 8) -> np.ndarray:
-    """Class probabilities (S, K, H, W) float32 of slices (S, M, H, W) from a trained network."""
+    """Class probabilities of slices from a trained network.
+
+    Parameters
+    ----------
+    result : the trained network.
+    image : (S, M, H, W).
+    batch_size : slices per forward pass.
+
+    Returns
+    -------
+    (S, K, H, W) float32.
+    """
     return probabilities(result.model, image, batch_size)
 
 
 def compare_fits(train: list[Volume], test: list[Volume], k: int, *, steps: int = 200, tol: float = 1e-3,
                  epochs: int = 100, batch_size: int = 8, per_image: int | None = None, largest_cc: bool = True,
                  device="cpu", seed: int = 0) -> tuple:
-    """The deep GMMs and their EM twins on the same ``test`` volumes, scored per volume.
+    """The deep GMMs and their EM twins on the same test volumes, scored per volume.
 
-    deepG and deepSVG per image (a fresh network per volume, on the first ``per_image`` test volumes;
-    None: all), the same two trained on ``train`` (``epochs``), and EM-GMM and EM-SVGMM per volume.
-    Returns the :func:`nbutils.evaluation.score_volumes` rows of every method and the per-volume
-    :class:`MixtureFit` of the per-image fits, keyed by (method, volume name), for figures.
+    Parameters
+    ----------
+    train : volumes the trained networks learn on.
+    test : volumes scored.
+    k : classes.
+    steps, tol : per-image mode's stopping.
+    epochs, batch_size : trained mode.
+    per_image : deepG and deepSVG per image run on the first ``per_image`` test volumes (None: all).
+    largest_cc : one lesion.
+    device, seed : the fits.
+
+    Returns
+    -------
+    (the :func:`nbutils.evaluation.score_volumes` rows of deepG and deepSVG per image, the same two trained
+    on ``train``, EM-GMM and EM-SVGMM per volume; the per-volume :class:`MixtureFit` of the per-image and
+    EM fits, keyed by (method, volume name), for figures).
     """
     import pandas as pd
 

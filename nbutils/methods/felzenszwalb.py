@@ -20,8 +20,20 @@ from nbutils.methods.base import Method, Options, option
 
 def felzenszwalb(flair: np.ndarray, brain: np.ndarray, scale: float = 1.0, sigma: float = 0.8,
                  min_size: int = 20) -> np.ndarray:
-    """Segments of each slice of ``flair`` (S, H, W) in [0, 1] (``skimage.segmentation.felzenszwalb``)
-    inside ``brain`` (S, H, W): labels (S, H, W) int64, 1..n by increasing mean FLAIR, 0 outside."""
+    """Felzenszwalb's segments of each FLAIR slice inside the brain.
+
+    Parameters
+    ----------
+    flair : (S, H, W) in [0, 1].
+    brain : (S, H, W) bool.
+    scale : larger: larger segments (intensities in [0, 1]).
+    sigma : Gaussian smoothing before segmenting, pixels.
+    min_size : smallest segment, pixels.
+
+    Returns
+    -------
+    (S, H, W) int64: 1..n by increasing mean FLAIR, 0 outside ``brain``.
+    """
     ids = np.zeros(flair.shape, np.int64)
     offset = 0
     for i, (x, m) in enumerate(zip(flair, brain)):

@@ -19,9 +19,21 @@ from nbutils.methods.base import Method, Options, option
 
 def slic(flair: np.ndarray, brain: np.ndarray, n_segments: int = 200, compactness: float = 0.1,
          sigma: float = 0.5) -> np.ndarray:
-    """Superpixels of each slice of ``flair`` (S, H, W) in [0, 1] inside ``brain`` (S, H, W)
-    (``skimage.segmentation.slic`` with the slice's mask): labels (S, H, W) int64, 1..n by increasing
-    mean FLAIR, 0 outside."""
+    """SLIC superpixels of each FLAIR slice inside the brain (``skimage.segmentation.slic`` with the
+    slice's mask).
+
+    Parameters
+    ----------
+    flair : (S, H, W) in [0, 1].
+    brain : (S, H, W) bool.
+    n_segments : about this many superpixels per slice.
+    compactness : weight of position against intensity (intensities in [0, 1]).
+    sigma : Gaussian smoothing before segmenting, pixels.
+
+    Returns
+    -------
+    (S, H, W) int64: 1..n by increasing mean FLAIR, 0 outside ``brain``.
+    """
     ids = np.zeros(flair.shape, np.int64)
     offset = 0
     for i, (x, m) in enumerate(zip(flair, brain)):

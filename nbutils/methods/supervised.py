@@ -30,9 +30,19 @@ PRIOR = 0.01  # initial lesion probability of every pixel
 
 
 def build_model(in_channels: int = 3, widths=WIDTHS) -> torch.nn.Module:
-    """The reference U-Net (batch norm, ReLU), one logit per pixel. The output bias starts at
-    logit(:data:`PRIOR`) (Lin et al. 2017's prior initialisation): lesions are rare, and starting
-    at p = 0.5 everywhere spends the first hundreds of Dice-loss steps on suppressing background."""
+    """The reference U-Net: batch norm, ReLU, one logit per pixel.
+
+    Parameters
+    ----------
+    in_channels : C (3 for LGG).
+    widths : channel widths (Buda et al.: 32-64-128-256-512).
+
+    Returns
+    -------
+    network (N, C, H, W) -> (N, 1, H, W). Its output bias starts at logit(:data:`PRIOR`) (Lin et al.,
+    ICCV 2017, arXiv:1708.02002): lesions are rare, and starting at p = 0.5 everywhere spends the first
+    hundreds of Dice-loss steps on suppressing background.
+    """
     model = UNetEncoder(in_channels, 1, tuple(widths), noise=0.0, norm="batch")
     torch.nn.init.constant_(model.head.bias, float(np.log(PRIOR / (1 - PRIOR))))
     model.config = dict(in_channels=in_channels, widths=list(widths))
@@ -40,8 +50,19 @@ def build_model(in_channels: int = 3, widths=WIDTHS) -> torch.nn.Module:
 
 
 def patient_split(names: list[str], test_fraction: float = 0.3, seed: int = 0) -> tuple[list[str], list[str]]:
-    """Volumes (patients) split into (train, test) names, seeded; at least one of each when there
-    are two or more, and never a patient on both sides."""
+    """Patients split into train and test, never a patient on both sides.
+
+    Parameters
+    ----------
+    names : volume (patient) names; repeats count once.
+    test_fraction : share of the patients held out.
+    seed : the split.
+
+    Returns
+    -------
+    (train names, test names), at least one of each when there are two or more patients; a ValueError
+    with fewer.
+    """
     names = list(dict.fromkeys(names))
     if len(names) < 2:
         raise ValueError(f"a patient-wise split needs at least 2 patients, got {len(names)}")
@@ -60,7 +81,22 @@ class UNetResult:
 def fit(dataset: SliceDataset, *, epochs: int = 30, batch_size: int = 8, lr: float = 3e-3, device="cpu",
         checkpoint: str | os.PathLike | None = None, resume: bool = True, seed: int = 0,
         progress: bool = True, extra: dict | None = None) -> UNetResult:
-    """Train the reference U-Net on the Dice loss over ``{"image", "target"}`` slices (resumable)."""
+    """Train the reference U-Net on the Dice loss (resumable).
+
+    Parameters
+    ----------
+    dataset : ``{"image", "target"}`` slices.
+    epochs, batch_size, lr, device, seed, progress : see :func:`nbutils.train.fit`.
+    checkpoint, resume, extra : written every epoch (with ``extra``), resumed.
+
+    Returns
+    -------
+    :class:`UNetResult`; a ValueError without masks.
+
+    References
+    ----------
+    Buda, Saha, Mazurowski, Computers in Biology and Medicine 109, 2019, doi:10.1016/j.compbiomed.2019.05.002.
+    """
     if not dataset.has_target:
         raise ValueError("the supervised U-Net needs ground-truth masks, and some volumes have none")
     torch.manual_seed(seed)
@@ -76,8 +112,18 @@ def fit(dataset: SliceDataset, *, epochs: int = 30, batch_size: int = 8, lr: flo
 
 
 def predict(result: UNetResult, image: np.ndarray, largest_cc: bool = False) -> np.ndarray:
-    """Lesion mask (S, H, W) bool of one volume's slices: probability > 0.5, optionally its largest
-    3D connected component (the paper's post-processing)."""
+    """Lesion mask of one volume's slices.
+
+    Parameters
+    ----------
+    result : the trained U-Net.
+    image : (S, C, H, W).
+    largest_cc : keep the largest 3D connected component (the paper's post-processing).
+
+    Returns
+    -------
+    (S, H, W) bool: probability > 0.5.
+    """
     lesion = acwe.probabilities(result.model, image) > 0.5
     return largest_component(lesion) if largest_cc else lesion
 

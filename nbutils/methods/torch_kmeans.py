@@ -8,14 +8,40 @@ import torch
 
 
 def squared_distances(x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
-    """(N, K) squared Euclidean distances, via |x|^2 - 2 x.c + |c|^2 (clamped at 0)."""
+    """Squared Euclidean distances, via |x|^2 - 2 x.c + |c|^2 (clamped at 0).
+
+    Parameters
+    ----------
+    x : (N, D).
+    centres : (K, D).
+
+    Returns
+    -------
+    (N, K).
+    """
     return ((x * x).sum(1, keepdim=True) - 2 * x @ centres.T + (centres * centres).sum(1)).clamp_min_(0)
 
 
 def kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
-    """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007; the greedy variant scikit-learn uses):
-    each next centre is the best, by total squared distance, of 2 + log(k) candidates drawn with
-    probability proportional to the squared distance to the nearest centre chosen so far."""
+    """Greedy k-means++ seeding (the variant scikit-learn uses).
+
+    Each next centre is the best, by total squared distance, of 2 + log(k) candidates drawn with
+    probability proportional to the squared distance to the nearest centre chosen so far.
+
+    Parameters
+    ----------
+    x : (N, D) points.
+    k : centres.
+    generator : a CPU generator for the draws.
+
+    Returns
+    -------
+    (k, D) centres.
+
+    References
+    ----------
+    Arthur & Vassilvitskii, "k-means++: the advantages of careful seeding", SODA 2007.
+    """
     n = len(x)
     trials = 2 + int(math.log(k))
     first = torch.randint(n, (1,), generator=generator).item()
@@ -33,11 +59,20 @@ def kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator) -> torc
 
 def kmeans(x: torch.Tensor, k: int, *, n_init: int = 3, max_iter: int = 100, tol: float = 1e-4,
            seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Cluster ``x`` (N, D) into ``k`` groups; returns ``(centres (K, D), labels (N,), inertia)``.
+    """k-means (k-means++ seeding, Lloyd iterations) in torch, on the data's device.
 
-    The best of ``n_init`` k-means++ starts (lowest inertia = sum of squared distances). A cluster
-    that empties is re-seeded with the point farthest from its centre.
-    Raises ValueError when k < 2 or k exceeds the number of distinct points.
+    Parameters
+    ----------
+    x : (N, D) points.
+    k : clusters (2 to the number of distinct points).
+    n_init : starts; the lowest inertia (sum of squared distances) wins.
+    max_iter, tol : Lloyd iterations and the relative inertia change that stops them.
+    seed : the starts.
+
+    Returns
+    -------
+    (centres (K, D), labels (N,), inertia). A cluster that empties is re-seeded with the point farthest
+    from its centre.
     """
     if k < 2:
         raise ValueError(f"k must be at least 2, got {k}")

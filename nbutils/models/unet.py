@@ -12,7 +12,19 @@ ACTIVATIONS = {"relu": lambda: nn.ReLU(inplace=True), "leaky": lambda: nn.LeakyR
 
 
 def conv_block(cin: int, cout: int, stride: int = 1, norm: str = "batch", activation: str = "relu") -> nn.Sequential:
-    """3x3 conv (optionally strided) + norm + activation, then 3x3 conv + norm + activation."""
+    """Two 3x3 convolutions, each followed by a norm and an activation.
+
+    Parameters
+    ----------
+    cin, cout : input and output channels.
+    stride : of the first convolution (2 halves the size).
+    norm : ``"batch"`` or ``"instance"``.
+    activation : ``"relu"`` or ``"leaky"`` (slope 0.01).
+
+    Returns
+    -------
+    nn.Sequential mapping (N, cin, H, W) to (N, cout, H / stride, W / stride).
+    """
     norm_layer, act = NORMS[norm], ACTIVATIONS[activation]
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), norm_layer(cout), act(),
