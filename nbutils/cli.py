@@ -388,7 +388,8 @@ def cmd_compare(args) -> int:
         volumes = phantom_volumes(args.subjects or cfg.n_subjects, cfg.slices_per_volume, cfg.image_size,
                                   seed=args.seed, cache_dir=cfg.cache_dir, brain=args.brain, device=cfg.device)
     else:
-        volumes = [c.volume for c in cases_io.load_cases(args.input, brain=args.brain, device=cfg.device)]
+        channels = args.channels.split(",") if args.channels else None
+        volumes = [c.volume for c in cases_io.load_cases(args.input, channels, args.brain, cfg.device)]
         missing = [v.name for v in volumes if v.target is None]
         if missing:
             raise InputError(args.input, f"compare needs ground truth, and {len(missing)} case(s) have none "
@@ -434,6 +435,10 @@ def _add_method_options(parser: argparse.ArgumentParser, cls) -> None:
     group = parser.add_argument_group(f"{cls.name} options (default: full profile; ci in brackets)")
     for row in cls.Options.describe():
         ci = "" if row["ci"] == row["default"] else f" [ci {row['ci']}]"
+        if row["type"] == "bool":
+            group.add_argument(f"--{row['name'].replace('_', '-')}", dest=row["name"], default=None,
+                               action=argparse.BooleanOptionalAction, help=f"{row['help']} (default {row['default']}{ci})")
+            continue
         kind = {"int": int, "float": float, "str": str}[row["type"]]
         group.add_argument(f"--{row['name'].replace('_', '-')}", dest=row["name"], type=kind, default=None,
                            choices=row["choices"], metavar=None if row["choices"] else row["type"].upper(),

@@ -32,7 +32,8 @@ class Entry:
 
 
 ENTRIES = (
-    Entry("k-means", "kmeans"), Entry("GMM", "gmm"), Entry("Otsu", "otsu"), Entry("robust z-score", "zscore"),
+    Entry("k-means", "kmeans"), Entry("GMM", "gmm"), Entry("EM-SVGMM", "svgmm"), Entry("Otsu", "otsu"),
+    Entry("Otsu, 2 classes", "otsu", (("k", 2),)), Entry("robust z-score", "zscore"),
     Entry("Chan-Vese", "chan-vese"), Entry("morph. Chan-Vese", "morph-chan-vese"),
     Entry("Felzenszwalb", "felzenszwalb"), Entry("SLIC", "slic"),
     Entry("DCN", "dcn"), Entry("ACWE", "acwe"),
@@ -41,6 +42,8 @@ ENTRIES = (
     Entry("CUTS + condensation", "cuts", (("stage2", "condensation"),)),
     Entry("deepG", "deepgmm", (("variant", "deepG"), ("mode", "trained"))),
     Entry("deepSVG", "deepgmm", (("variant", "deepSVG"), ("mode", "trained"))),
+    Entry("deepG per image", "deepgmm", (("variant", "deepG"), ("mode", "per-image"))),
+    Entry("deepSVG per image", "deepgmm", (("variant", "deepSVG"), ("mode", "per-image"))),
     Entry("U-Net (supervised)", "unet"),
 )
 

@@ -263,7 +263,7 @@ def test_compare_writes_one_table_with_both_modes(lgg_folder, tmp_path, capsys):
     assert code == 0 and "k-means" in stdout and "U-Net (supervised)" in stdout and "wall time" in stdout
     result = json.loads(out.read_text())
     table = {r["method"]: r for r in result["table"]}
-    assert set(table) == {"k-means", "Otsu", "U-Net (supervised)"} and result["device"] == "cpu"
+    assert set(table) == {"k-means", "Otsu", "Otsu, 2 classes", "U-Net (supervised)"} and result["device"] == "cpu"
     assert table["k-means"]["volumes"] == 2 and table["U-Net (supervised)"]["volumes"] == 1  # patient-wise split
     assert {r["split"] for r in result["rows"] if r["method"] == "U-Net (supervised)"} == {"test"}
     assert all(0 <= r["dice_label_free"] <= 1 and 0 <= r["dice_oracle"] <= 1 for r in result["rows"])

@@ -25,8 +25,8 @@ def blob_volume(name="v", seed=0, n=3, size=32):
 
 
 def test_every_registered_method_has_the_interface():
-    assert list(methods.METHODS)[:8] == ["kmeans", "gmm", "otsu", "zscore", "chan-vese", "morph-chan-vese",
-                                         "felzenszwalb", "slic"]
+    assert list(methods.METHODS)[:9] == ["kmeans", "gmm", "svgmm", "otsu", "zscore", "chan-vese",
+                                         "morph-chan-vese", "felzenszwalb", "slic"]
     for name, cls in methods.METHODS.items():
         assert cls.name == name and cls.title and cls.reference and issubclass(cls.Options, Options)
         method = methods.get(name, "ci")
@@ -35,7 +35,7 @@ def test_every_registered_method_has_the_interface():
             assert isinstance(method, methods.TrainableMethod)
 
 
-@pytest.mark.parametrize("name", ["felzenszwalb", "slic", "kmeans", "otsu"])
+@pytest.mark.parametrize("name", ["felzenszwalb", "slic", "kmeans", "otsu", "svgmm"])
 def test_classical_methods_find_the_bright_blob(name):
     v = blob_volume()
     method = methods.get(name)
@@ -143,3 +143,57 @@ def test_dcn_reseeds_an_empty_centre_from_the_whole_dataset_not_the_last_batch()
     result = dcn.fit(SliceDataset([v]), 3, model=model, epochs=1, batch_size=1, progress=False,
                      initial_centres=far)
     assert result.history[-1]["reseeded"] >= 1 and result.centres[2].abs().max() < 1e3
+
+
+def test_standardized_autoencoder_features_have_zero_mean_and_unit_variance():
+    torch.manual_seed(0)
+    model = dcn.AutoEncoder(1, 6, standardize=True).train()
+    z, x_hat = model(torch.rand(4, 1, 16, 16))
+    np.testing.assert_allclose(z.mean((0, 2, 3)).detach().numpy(), 0, atol=1e-5)
+    np.testing.assert_allclose(z.var((0, 2, 3), unbiased=False).detach().numpy(), 1, atol=1e-3)
+    assert model.config["standardize"] and not dcn.AutoEncoder(1, 6).config["standardize"]
+    assert x_hat.shape == (4, 1, 16, 16)
+
+
+def test_bool_options_become_on_off_flags(capsys):
+    with pytest.raises(SystemExit):
+        main(["segment", "dcn", "--help"])
+    assert "--standardize, --no-standardize" in capsys.readouterr().out
+    args = build_parser().parse_args(["segment", "dcn", "in", "out", "--standardize"])
+    assert args.standardize is True
+
+
+def test_deep_gmm_restarts_keep_the_fit_with_the_lowest_final_nll(monkeypatch):
+    from nbutils.methods import deepgmm
+
+    seeds = []
+
+    def fake_fit(images, masks, k, variant, *, seed, **kw):
+        seeds.append(seed)
+        p = np.zeros((images.shape[0], k) + images.shape[2:], np.float32)
+        p[:, seed % k] = 1  # seed 1 puts every pixel in class 1
+        return p, [5.0, {0: 3.0, 1: 1.0, 2: 2.0}[seed]]
+
+    monkeypatch.setattr(deepgmm, "fit_images", fake_fit)
+    captured = {}
+    monkeypatch.setattr(deepgmm, "hard_labels", lambda p, image, brain: captured.setdefault("p", p).argmax(1))
+    v = blob_volume()
+    methods.get("deepgmm", "ci", k=3, mode="per-image", restarts=3).labels(v, progress=False)
+    assert seeds == [0, 1, 2] and (captured["p"][:, 1] == 1).all()
+
+
+def test_cuts_intensity_weight_brings_back_the_brightness_the_embeddings_lost():
+    from nbutils.methods import cuts
+
+    rng = np.random.default_rng(0)
+    mask = np.ones((1, 20, 20), bool)
+    flair = np.where(np.arange(20)[None, None, :] < 5, 1.0, 0.2) * mask  # a bright stripe
+    z = rng.normal(size=(1, 4, 20, 20)).astype(np.float32)  # embeddings that know nothing of it
+    bright = flair[mask] > 0.5
+    blind = cuts.cluster(z, mask, flair, "kmeans", 2)[mask]
+    seeing = cuts.cluster(z, mask, flair, "kmeans", 2, intensity=10.0)[mask]
+
+    def splits_the_stripe(labels):
+        return (labels[bright] == labels[bright][0]).all() and (labels[~bright] != labels[bright][0]).all()
+
+    assert splits_the_stripe(seeing) and not splits_the_stripe(blind)

@@ -8,7 +8,7 @@ import os
 from nbutils.methods.acwe import ACWE
 from nbutils.methods.base import Method, Model, TrainableMethod
 from nbutils.methods.classical import (ChanVeseMethod, GMMMethod, KMeansMethod, MorphChanVeseMethod, OtsuMethod,
-                                       ZScoreMethod)
+                                       SVGMMMethod, ZScoreMethod)
 from nbutils.methods.cuts import CUTS
 from nbutils.methods.dcn import DCN
 from nbutils.methods.deepgmm import DeepGMM
@@ -20,6 +20,7 @@ from nbutils.train import load_checkpoint
 METHODS: dict[str, type[Method]] = {m.name: m for m in (
     KMeansMethod,
     GMMMethod,
+    SVGMMMethod,
     OtsuMethod,
     ZScoreMethod,
     ChanVeseMethod,

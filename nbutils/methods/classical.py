@@ -306,3 +306,18 @@ class MorphChanVeseMethod(Method):
     def labels(self, volume, *, device="cpu", progress=True):
         o = self.options
         return morphological_chan_vese(volume.image, volume.brain, volume.flair_channel, o.num_iter, o.smoothing)
+
+
+class SVGMMMethod(Method):
+    name, title, Options = "svgmm", "EM-SVGMM", ClusterOptions
+    reference = ("Sanjay-Gopal & Hebert, IEEE TIP 1998, doi:10.1109/83.701161 (EM for the spatially variant "
+                 "mixture)")
+
+    def labels(self, volume, *, device="cpu", progress=True):
+        from nbutils.methods.deepgmm import em_svgmm
+
+        o = self.options
+        x = _features(volume.image, volume.brain, _channels(volume, o.sequences))
+        _check_k(x, o.k)
+        gamma, _, _, _ = em_svgmm(x, o.k, seed=o.seed)
+        return metrics.labels_by_brightness(gamma.argmax(1), x, volume.brain)

@@ -342,7 +342,7 @@ def spectral_kmeans(x: np.ndarray, k: int, *, max_points: int = 2048, seed: int 
 
 def cluster(z: np.ndarray, mask: np.ndarray, flair: np.ndarray, stage2: str = "condensation", k: int = 4, *,
             scaling: str = "standard", level_rule: str = "persistence", max_points: int = 2048,
-            device="cpu", seed: int = 0) -> np.ndarray:
+            intensity: float = 0.0, device="cpu", seed: int = 0) -> np.ndarray:
     """Stage 2 on the embeddings of one volume: labels named for the label-free rule.
 
     Parameters
@@ -359,6 +359,8 @@ def cluster(z: np.ndarray, mask: np.ndarray, flair: np.ndarray, stage2: str = "c
     scaling : see :func:`points`.
     level_rule : see ``stage2``.
     max_points : condensation and spectral coarse-grain to at most this many points.
+    intensity : weight of the pixels' FLAIR, standardised, appended to the embeddings (0: the embeddings
+        alone, as the paper); a departure from CUTS that keeps the intensity cue the lesion is defined by.
     device : k-means and condensation run there; PHATE on the CPU.
     seed : every random choice.
 
@@ -371,6 +373,9 @@ def cluster(z: np.ndarray, mask: np.ndarray, flair: np.ndarray, stage2: str = "c
     if level_rule not in LEVEL_RULES:
         raise ValueError(f"unknown level rule {level_rule!r}; choose one of {', '.join(LEVEL_RULES)}")
     x = points(z, mask, scaling=scaling, seed=seed)
+    if intensity > 0:
+        f = flair[mask].astype(np.float32)
+        x = np.concatenate([x, intensity * ((f - f.mean()) / max(float(f.std()), 1e-12))[:, None]], 1)
     if stage2 == "kmeans":
         ids = kmeans(torch.from_numpy(x).to(device), k, seed=seed)[1].cpu().numpy()
     elif stage2 == "spectral":
@@ -428,6 +433,8 @@ class CUTSOptions(DeepOptions):
                           "paper's)", choices=SCALINGS, train=False)
     level_rule: str = option("persistence", "condensation level: the most persistent partition, or the paper's "
                              "persistent structures", choices=LEVEL_RULES, train=False)
+    intensity: float = option(0.0, "stage 2: weight of the FLAIR intensity appended to the embeddings (0: "
+                              "the paper's embeddings alone)", low=0.0, train=False)
 
     ci: ClassVar[dict] = {**DeepOptions.ci, "epochs": 10, "max_points": 2048}
 
@@ -439,7 +446,7 @@ class CUTSModel(DeepModel):
         o = self.options
         z = embed(self.network, volume.image, o.batch_size)
         return cluster(z, volume.brain, volume.flair, o.stage2, o.k, scaling=o.scaling, level_rule=o.level_rule,
-                       max_points=o.max_points, device=self.device, seed=o.seed)
+                       max_points=o.max_points, intensity=o.intensity, device=self.device, seed=o.seed)
 
 
 class CUTS(TrainableMethod):

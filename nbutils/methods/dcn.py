@@ -202,8 +202,8 @@ class DCNResult:
 
 def pretrain(dataset, in_channels: int, *, features: int = 64, widths=(8, 16, 32), epochs: int = 10,
              batch_size: int = 8, lr: float = 1e-3, device="cpu", checkpoint: str | os.PathLike | None = None,
-             resume: bool = True, seed: int = 0, progress: bool = True,
-             extra: dict | None = None) -> tuple[AutoEncoder, list[dict]]:
+             resume: bool = True, seed: int = 0, progress: bool = True, extra: dict | None = None,
+             standardize: bool = False) -> tuple[AutoEncoder, list[dict]]:
     """Train the autoencoder on reconstruction alone (a denoising autoencoder).
 
     Parameters
@@ -220,7 +220,7 @@ def pretrain(dataset, in_channels: int, *, features: int = 64, widths=(8, 16, 32
     (model, history).
     """
     torch.manual_seed(seed)
-    model = AutoEncoder(in_channels, features, widths)
+    model = AutoEncoder(in_channels, features, widths, standardize=standardize)
     history = train_fit(model, reconstruction_loss, dataset, epochs=epochs, batch_size=batch_size, lr=lr,
                         device=device, checkpoint=checkpoint, resume=resume, method="autoencoder", seed=seed,
                         progress=progress, extra=dict(config=model.config, **(extra or {})))
@@ -231,7 +231,8 @@ def fit(dataset, k: int, *, model: AutoEncoder | None = None, in_channels: int =
         features_per_pixel: int = 64, pretrain_epochs: int = 10, epochs: int = 5, inner_epochs: int = 1,
         batch_size: int = 8, lr: float = 1e-3, device="cpu", checkpoint: str | os.PathLike | None = None,
         resume: bool = True, seed: int = 0, max_init_pixels: int = MAX_INIT_PIXELS, progress: bool = True,
-        extra: dict | None = None, initial_centres: torch.Tensor | None = None) -> DCNResult:
+        extra: dict | None = None, initial_centres: torch.Tensor | None = None,
+        standardize: bool = False) -> DCNResult:
     """DCN on a dataset of ``{"image", "brain"}`` slices with K clusters fixed before training.
 
     Pretrains an autoencoder unless ``model`` is given; initialises the centres by k-means++ on a
@@ -278,7 +279,7 @@ def fit(dataset, k: int, *, model: AutoEncoder | None = None, in_channels: int =
         pre = None if checkpoint is None else Path(str(checkpoint) + PRETRAIN)
         model, pre_history = pretrain(dataset, in_channels, features=features_per_pixel, epochs=pretrain_epochs,
                                       batch_size=batch_size, lr=lr, device=device, checkpoint=pre, resume=resume,
-                                      seed=seed, progress=progress, extra=extra)
+                                      seed=seed, progress=progress, extra=extra, standardize=standardize)
         history += [dict(phase="pretrain", **h) for h in pre_history]
     model.to(device)
     if state is not None:
@@ -414,11 +415,11 @@ def pretrained_autoencoder(dataset: SliceDataset, options: "DCNOptions", cache_d
 
     o = options
     key = cache_key(dict(features=o.features, epochs=o.pretrain_epochs, batch=o.batch_size, lr=o.lr, seed=o.seed,
-                         data=hashlib.sha256(dataset.image.numpy().tobytes()).hexdigest()[:16]))
+                         standardize=o.standardize, data=hashlib.sha256(dataset.image.numpy().tobytes()).hexdigest()[:16]))
     checkpoint = Path(cache_dir) / f"autoencoder_{key}.pt"
     return pretrain(dataset, dataset.channels, features=o.features, epochs=o.pretrain_epochs,
                     batch_size=o.batch_size, lr=o.lr, device=device, checkpoint=checkpoint, seed=o.seed,
-                    progress=progress)
+                    progress=progress, standardize=o.standardize)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -430,6 +431,8 @@ class DCNOptions(DeepOptions):
                                   train=False)
     epochs: int = option(20, "rounds of (I) network training and (II) centre update", low=1, train=False)
     lr: float = option(1e-3, "Adam learning rate", low=0.0)
+    standardize: bool = option(False, "batch norm (no affine) on the features, against their collapse "
+                               "(Kim & Kanezaki 2020)")
 
     ci: ClassVar[dict] = {**DeepOptions.ci, "pretrain_epochs": 15, "epochs": 3}
 
@@ -459,7 +462,8 @@ class DCN(TrainableMethod):
         extra = training_state(self, print_)
         result = fit(dataset, o.k, in_channels=dataset.channels, lam=o.lam, features_per_pixel=o.features,
                      pretrain_epochs=o.pretrain_epochs, epochs=o.epochs, batch_size=o.batch_size, lr=o.lr,
-                     device=device, checkpoint=checkpoint, seed=o.seed, progress=progress, extra=extra)
+                     device=device, checkpoint=checkpoint, seed=o.seed, progress=progress, extra=extra,
+                     standardize=o.standardize)
         state = dict(config=result.model.config, centres=result.centres.cpu(), counts=result.counts.cpu(),
                      history=result.history, **extra)
         return DCNModel(self, state, device, result.model)

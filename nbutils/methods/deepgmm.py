@@ -602,6 +602,8 @@ class DeepGMMOptions(DeepOptions):
     tol: float = option(1e-3, f"per-image mode: stop when the NLL improved by less than this over {PATIENCE} steps",
                         low=0.0, train=False)
     epochs: int = option(100, "trained mode: epochs over the training slices", low=1, train=False)
+    restarts: int = option(1, "per-image mode: fits from this many seeds, the lowest final NLL kept (as EM's n_init)",
+                           low=1, train=False)
     lr: float = option(1e-2, "Adam learning rate", low=0.0)
 
     ci: ClassVar[dict] = {**DeepOptions.ci, "steps": 100, "epochs": 20}
@@ -634,8 +636,9 @@ class DeepGMM(TrainableMethod):
             return super().labels(volume, device=device, progress=progress)
 
         def per_image(v: Volume) -> np.ndarray:
-            p, _ = fit_images(v.image, v.brain, o.k, o.variant, tol=o.tol, max_epochs=o.steps, lr=o.lr,
-                              device=device, seed=o.seed, progress=progress)
+            fits = [fit_images(v.image, v.brain, o.k, o.variant, tol=o.tol, max_epochs=o.steps, lr=o.lr,
+                               device=device, seed=o.seed + r, progress=progress) for r in range(o.restarts)]
+            p, _ = min(fits, key=lambda fit: fit[1][-1])
             return hard_labels(p, v.image, v.brain)
 
         self.check([volume])
