@@ -31,11 +31,11 @@ class Entry:
     options: tuple = ()  # (field, value) pairs of the method's options
 
 
-ENTRIES = (
+ENTRIES = (  # methods with several rows, and the order of the table; any other method of the registry gets
+    # one row with its defaults, after the methods that do not learn (see :func:`all_entries`)
     Entry("k-means", "kmeans"), Entry("GMM", "gmm"), Entry("EM-SVGMM", "svgmm"), Entry("Otsu", "otsu"),
     Entry("Otsu, 2 classes", "otsu", (("k", 2),)), Entry("robust z-score", "zscore"),
     Entry("Chan-Vese", "chan-vese"), Entry("morph. Chan-Vese", "morph-chan-vese"),
-    Entry("Felzenszwalb", "felzenszwalb"), Entry("SLIC", "slic"),
     Entry("DCN", "dcn"), Entry("ACWE", "acwe"),
     Entry("CUTS + k-means", "cuts", (("stage2", "kmeans"),)),
     Entry("CUTS + spectral", "cuts", (("stage2", "spectral"),)),
@@ -46,6 +46,15 @@ ENTRIES = (
     Entry("deepSVG per image", "deepgmm", (("variant", "deepSVG"), ("mode", "per-image"))),
     Entry("U-Net (supervised)", "unet"),
 )
+
+
+def all_entries() -> list[Entry]:
+    """:data:`ENTRIES`, with one row (the method's title, its defaults) for every other registered method,
+    placed after the methods that do not learn: a new method reaches ``compare`` from its registry line alone."""
+    listed = {e.method for e in ENTRIES}
+    extra = [Entry(cls.title, name) for name, cls in methods.METHODS.items() if name not in listed]
+    first_learning = next(i for i, e in enumerate(ENTRIES) if methods.METHODS[e.method].trainable)
+    return [*ENTRIES[:first_learning], *extra, *ENTRIES[first_learning:]]
 
 
 def entries(names: list[str] | None = None) -> list[Entry]:
@@ -59,13 +68,14 @@ def entries(names: list[str] | None = None) -> list[Entry]:
     -------
     list of :class:`Entry`; a ValueError lists the choices for an unknown name.
     """
+    every = all_entries()
     if not names:
-        return list(ENTRIES)
-    chosen = [e for e in ENTRIES if e.name in names or e.method in names]
-    unknown = [n for n in names if not any(n in (e.name, e.method) for e in ENTRIES)]
+        return every
+    chosen = [e for e in every if e.name in names or e.method in names]
+    unknown = [n for n in names if not any(n in (e.name, e.method) for e in every)]
     if unknown:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from "
-                         f"{', '.join(dict.fromkeys(e.method for e in ENTRIES))}")
+                         f"{', '.join(dict.fromkeys(e.method for e in every))}")
     return chosen
 
 

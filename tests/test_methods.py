@@ -58,7 +58,7 @@ def test_options_are_validated_with_one_line_and_profiles_apply_in_one_place():
     assert methods.get("dcn", "ci", epochs=7).options.epochs == 7  # a user's override on top of the profile
 
 
-def test_a_new_method_is_one_options_class_and_one_labels_function():
+def test_a_new_method_is_one_options_class_and_one_labels_function(monkeypatch, capsys):
     @dataclasses.dataclass(frozen=True)
     class HalfOptions(Options):
         column: int = option(16, "split column", low=0)
@@ -74,6 +74,13 @@ def test_a_new_method_is_one_options_class_and_one_labels_function():
     assert set(np.unique(Half(column=8).labels(v))) == {0, 1, 2}
     assert Half.Options.describe()[0] == dict(name="column", type="int", default=16, ci=16, help="split column",
                                               choices=None)
+    from nbutils import comparison
+
+    monkeypatch.setitem(methods.METHODS, "half", Half)  # its registry line
+    assert build_parser().parse_args(["segment", "half", "in", "out", "--column", "3"]).column == 3
+    assert [e.method for e in comparison.entries(["half"])] == ["half"]
+    names = [e.method for e in comparison.entries(None)]
+    assert names.index("half") == names.index("dcn") - 1  # after the methods that do not learn
 
 
 def test_cli_help_of_a_method_lists_exactly_its_options(capsys):
