@@ -28,3 +28,14 @@ def brats_sample() -> Path:
     if not BRATS_SAMPLE.is_dir():
         pytest.skip(f"BraTS sample not found at {BRATS_SAMPLE}")
     return BRATS_SAMPLE
+
+
+@pytest.fixture
+def lgg_folder(tmp_path) -> Path:
+    """A tiny kaggle_3m folder: two skull-stripped patients (3 and 2 slices) with masks."""
+    from helpers import make_lgg_patient
+
+    root = tmp_path / "kaggle_3m"
+    make_lgg_patient(root, "TCGA_XX_0001_20000101", seed=0)
+    make_lgg_patient(root, "TCGA_XX_0002_20000101", slices=(1, 2), seed=1)
+    return root

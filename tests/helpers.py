@@ -30,3 +30,12 @@ def make_lgg_patient(root: Path, patient: str = "TCGA_XX_0001_20000101", slices=
 def save_nifti(path: Path, data: np.ndarray, affine=None) -> Path:
     nib.save(nib.Nifti1Image(data, np.eye(4) if affine is None else affine), str(path))
     return path
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    """``python -m nbutils ARGV`` in process: (exit code, stdout, stderr)."""
+    from nbutils.cli import main
+
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err

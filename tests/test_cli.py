@@ -5,23 +5,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from helpers import make_lgg_patient, save_nifti
-from nbutils.cli import main
+from helpers import run, save_nifti
 from nbutils.data.phantom import flair_phantom
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-@pytest.fixture
-def lgg_folder(tmp_path):
-    root = tmp_path / "kaggle_3m"
-    make_lgg_patient(root, "TCGA_XX_0001_20000101", seed=0)
-    make_lgg_patient(root, "TCGA_XX_0002_20000101", slices=(1, 2), seed=1)
-    return root
 
 
 def test_segment_lgg_writes_design_names_and_evaluate_scores_them(lgg_folder, tmp_path, capsys):

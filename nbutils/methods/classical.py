@@ -35,6 +35,30 @@ def _subsample(n: int, max_points: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).choice(n, max_points, replace=False)
 
 
+def slice_segments(flair: np.ndarray, brain: np.ndarray, segment) -> np.ndarray:
+    """Segments of each slice, numbered across the volume, then named by brightness.
+
+    Parameters
+    ----------
+    flair : (S, H, W) in [0, 1].
+    brain : (S, H, W) bool; slices without brain are skipped.
+    segment : ``segment(x, m) -> (H, W) int`` segment ids of one slice ``x`` (float64) with its mask ``m``;
+        only the ids inside ``m`` count.
+
+    Returns
+    -------
+    (S, H, W) int64: 1..n by increasing mean FLAIR, 0 outside ``brain``.
+    """
+    ids = np.zeros(flair.shape, np.int64)
+    offset = 0
+    for i, (x, m) in enumerate(zip(flair, brain)):
+        if m.any():
+            inside = segment(x.astype(np.float64), m)[m]
+            ids[i][m] = inside - inside.min() + offset
+            offset = int(ids[i][m].max()) + 1
+    return metrics.labels_by_brightness(ids[brain], flair[brain][:, None], brain)
+
+
 def kmeans(image: np.ndarray, mask: np.ndarray, k: int = 4, channels=None, seed: int = 0,
            max_points: int = MAX_FIT_POINTS) -> np.ndarray:
     """k-means (k-means++ starts, scikit-learn) on the intensities inside a mask.

@@ -14,8 +14,8 @@ import dataclasses
 import numpy as np
 from skimage import segmentation
 
-from nbutils import metrics
 from nbutils.methods.base import Method, Options, option
+from nbutils.methods.classical import slice_segments
 
 
 def felzenszwalb(flair: np.ndarray, brain: np.ndarray, scale: float = 1.0, sigma: float = 0.8,
@@ -34,13 +34,8 @@ def felzenszwalb(flair: np.ndarray, brain: np.ndarray, scale: float = 1.0, sigma
     -------
     (S, H, W) int64: 1..n by increasing mean FLAIR, 0 outside ``brain``.
     """
-    ids = np.zeros(flair.shape, np.int64)
-    offset = 0
-    for i, (x, m) in enumerate(zip(flair, brain)):
-        if m.any():
-            ids[i] = segmentation.felzenszwalb(x.astype(np.float64), scale, sigma, min_size, channel_axis=None) + offset
-            offset = int(ids[i].max()) + 1
-    return metrics.labels_by_brightness(ids[brain], flair[brain][:, None], brain)
+    return slice_segments(flair, brain, lambda x, m: segmentation.felzenszwalb(x, scale, sigma, min_size,
+                                                                               channel_axis=None))
 
 
 @dataclasses.dataclass(frozen=True)

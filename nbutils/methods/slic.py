@@ -13,8 +13,8 @@ import dataclasses
 import numpy as np
 from skimage import segmentation
 
-from nbutils import metrics
 from nbutils.methods.base import Method, Options, option
+from nbutils.methods.classical import slice_segments
 
 
 def slic(flair: np.ndarray, brain: np.ndarray, n_segments: int = 200, compactness: float = 0.1,
@@ -34,15 +34,8 @@ def slic(flair: np.ndarray, brain: np.ndarray, n_segments: int = 200, compactnes
     -------
     (S, H, W) int64: 1..n by increasing mean FLAIR, 0 outside ``brain``.
     """
-    ids = np.zeros(flair.shape, np.int64)
-    offset = 0
-    for i, (x, m) in enumerate(zip(flair, brain)):
-        if m.any():
-            seg = segmentation.slic(x.astype(np.float64), n_segments, compactness, sigma=sigma, mask=m,
-                                    channel_axis=None, start_label=1)
-            ids[i] = np.where(seg > 0, seg + offset, 0)
-            offset = int(ids[i].max())
-    return metrics.labels_by_brightness(ids[brain], flair[brain][:, None], brain)
+    return slice_segments(flair, brain, lambda x, m: segmentation.slic(x, n_segments, compactness, sigma=sigma, mask=m,
+                                                                       channel_axis=None, start_label=1))
 
 
 @dataclasses.dataclass(frozen=True)
