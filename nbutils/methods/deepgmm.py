@@ -636,9 +636,9 @@ class DeepGMM(TrainableMethod):
             return super().labels(volume, device=device, progress=progress)
 
         def per_image(v: Volume) -> np.ndarray:
-            fits = [fit_images(v.image, v.brain, o.k, o.variant, tol=o.tol, max_epochs=o.steps, lr=o.lr,
-                               device=device, seed=o.seed + r, progress=progress) for r in range(o.restarts)]
-            p, _ = min(fits, key=lambda fit: fit[1][-1])
+            fits = (fit_images(v.image, v.brain, o.k, o.variant, tol=o.tol, max_epochs=o.steps, lr=o.lr,
+                               device=device, seed=o.seed + r, progress=progress) for r in range(o.restarts))
+            p, _ = min(fits, key=lambda fit: fit[1][-1])  # holds only the best fit so far
             return hard_labels(p, v.image, v.brain)
 
         self.check([volume])
