@@ -118,6 +118,27 @@ def test_per_image_fit_lowers_the_nll_and_separates_two_regions(variant):
     assert max((labels == truth).mean(), (labels != truth).mean()) > 0.95
 
 
+def test_per_image_fit_starts_from_the_given_classes():
+    image, truth = two_region_image()
+    start = np.where(truth, 1, 2)[None]  # class 1 (index 0) is the bright square
+    for seed in range(3):  # a random network names the classes by chance; the warm start fixes them
+        p, history = deepgmm.fit_images(image[None], np.ones((1, 24, 24), bool), 2, max_epochs=1, tol=0,
+                                        init_labels=start, seed=seed)
+        assert len(history) == 1 and (p[0].argmax(0) == start[0] - 1).mean() > 0.95
+
+
+def test_start_labels_are_none_or_the_k_means_classes():
+    from nbutils.methods import classical
+
+    image, truth = two_region_image()
+    brain = np.ones((1, 24, 24), bool)
+    assert deepgmm.start_labels(image[None], brain, 2) is None
+    start = deepgmm.start_labels(image[None], brain, 2, "kmeans")
+    assert np.array_equal(start, classical.kmeans(image[None], brain, 2)) and set(np.unique(start)) == {1, 2}
+    with pytest.raises(ValueError, match="unknown init 'em'"):
+        deepgmm.start_labels(image[None], brain, 2, "em")
+
+
 def test_per_image_fit_stops_on_a_plateau():
     image, _ = two_region_image()
     _, history = deepgmm.fit_images(image[None], np.ones((1, 24, 24), bool), 2, max_epochs=100, tol=1e9)

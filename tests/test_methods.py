@@ -189,6 +189,21 @@ def test_deep_gmm_restarts_keep_the_fit_with_the_lowest_final_nll(monkeypatch):
     assert seeds == [0, 1, 2] and (captured["p"][:, 1] == 1).all()
 
 
+def test_deep_gmm_kmeans_init_hands_the_k_means_classes_to_every_restart(monkeypatch):
+    from nbutils.methods import classical, deepgmm
+
+    starts = []
+    monkeypatch.setattr(deepgmm, "fit_images", lambda images, masks, k, variant, *, init_labels, **kw: (
+        starts.append(init_labels), (np.ones((images.shape[0], k) + images.shape[2:], np.float32), [1.0]))[1])
+    v = blob_volume()
+    methods.get("deepgmm", "ci", k=3, mode="per-image", restarts=2, init="kmeans", size=32).labels(v, progress=False)
+    expected = classical.kmeans(v.image, v.brain, 3)
+    assert len(starts) == 2 and all(np.array_equal(s, expected) for s in starts)
+    starts.clear()
+    methods.get("deepgmm", "ci", k=3, mode="per-image", size=32).labels(v, progress=False)
+    assert starts == [None]
+
+
 def test_cuts_intensity_weight_brings_back_the_brightness_the_embeddings_lost():
     from nbutils.methods import cuts
 

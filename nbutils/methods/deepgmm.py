@@ -37,6 +37,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from nbutils import metrics
+from nbutils.methods import classical
 from nbutils.data.datasets import SliceDataset, Volume, at_size
 from nbutils.methods.base import (DeepModel, DeepOptions, TrainableMethod, check_checkpoint, option,
                                   training_state)
@@ -48,6 +49,8 @@ LOG_2PI = math.log(2 * math.pi)
 VARIANTS = ("deepG", "deepSVG")
 MODES = ("per-image", "trained")
 PATIENCE = 30  # steps over which the per-image NLL must improve by at least tol (plateaus last 20-30)
+WARM_STEPS = 30  # per-image init "kmeans": cross-entropy steps towards the k-means classes before the NLL
+INITS = ("random", "kmeans")
 VAR_FLOOR = 1e-6  # added to every variance (intensities in [0, 1])
 
 
@@ -343,7 +346,8 @@ def build_model(in_channels: int, k: int, widths=(8, 16, 32)) -> torch.nn.Module
 
 def fit_images(images: np.ndarray, masks: np.ndarray, k: int, variant: str = "deepG", *, tol: float = 1e-3,
                max_epochs: int = 200, lr: float = 1e-2, lam: float = 0.0, mu_data: np.ndarray | None = None,
-               device="cpu", seed: int = 0, progress: bool = False) -> tuple[np.ndarray, list[float]]:
+               init_labels: np.ndarray | None = None, device="cpu", seed: int = 0,
+               progress: bool = False) -> tuple[np.ndarray, list[float]]:
     """Per-image mode: a fresh network fitted to one volume.
 
     Parameters
@@ -358,6 +362,10 @@ def fit_images(images: np.ndarray, masks: np.ndarray, k: int, variant: str = "de
         plateau), or after ``max_epochs`` steps.
     lr, device, seed, progress : the optimisation.
     lam, mu_data : the regulariser (:func:`mean_regulariser`).
+    init_labels : (S, H, W) classes 1..K inside ``masks`` (e.g. k-means'), or None. Given, the network
+        first learns them (:data:`WARM_STEPS` cross-entropy steps over the mask's pixels), so the mixture
+        starts where EM starts (scikit-learn's GaussianMixture initialises from k-means); None: a random
+        network, as in the paper.
 
     Returns
     -------
@@ -373,6 +381,14 @@ def fit_images(images: np.ndarray, masks: np.ndarray, k: int, variant: str = "de
     target = None if mu_data is None else torch.as_tensor(mu_data, dtype=torch.float32, device=device)
     history: list[float] = []
     model.train()
+    if init_labels is not None:
+        inside = batch["brain"].bool()
+        target_classes = torch.from_numpy(np.asarray(init_labels, np.int64) - 1).to(device)[inside]
+        for _ in range(WARM_STEPS):
+            logits = model(x).permute(0, 2, 3, 1)[inside]  # (N, K) over the mask's pixels
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(logits.float(), target_classes).backward()
+            optimizer.step()
     for _ in tqdm(range(max_epochs), desc=f"{variant} per image", disable=not progress, leave=False):
         terms = loss(model, batch, variant, lam, target)
         optimizer.zero_grad(set_to_none=True)
@@ -440,6 +456,27 @@ def hard_labels(p: np.ndarray, image: np.ndarray, brain: np.ndarray) -> np.ndarr
 METHOD_NAMES = ("deepG", "deepSVG", "EM-GMM", "EM-SVGMM")
 
 
+def start_labels(image: np.ndarray, brain: np.ndarray, k: int, init: str = "random", seed: int = 0) -> np.ndarray | None:
+    """Where a per-image fit starts: None (a random network) or the k-means classes.
+
+    Parameters
+    ----------
+    image : (S, M, H, W).
+    brain : (S, H, W) bool.
+    k : classes.
+    init : one of :data:`INITS`.
+    seed : k-means' starts.
+
+    Returns
+    -------
+    None, or (S, H, W) int64 classes 1..K inside ``brain`` (:func:`nbutils.methods.classical.kmeans` on every
+    sequence), for :func:`fit_images`'s ``init_labels``.
+    """
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
+    return classical.kmeans(image, brain, k, seed=seed) if init == "kmeans" else None
+
+
 @dataclasses.dataclass
 class MixtureFit:
     """One method's mixture fitted to one volume."""
@@ -454,8 +491,8 @@ class MixtureFit:
 
 
 def fit_volume(volume: Volume, k: int, method: str = "deepG", *, tol: float = 1e-3, max_epochs: int = 200,
-               lam: float = 0.0, mu_data: np.ndarray | None = None, device="cpu", seed: int = 0,
-               progress: bool = False) -> MixtureFit:
+               lam: float = 0.0, mu_data: np.ndarray | None = None, init: str = "random", device="cpu",
+               seed: int = 0, progress: bool = False) -> MixtureFit:
     """One of :data:`METHOD_NAMES` fitted to one volume's brain pixels, timed.
 
     Parameters
@@ -465,6 +502,7 @@ def fit_volume(volume: Volume, k: int, method: str = "deepG", *, tol: float = 1e
     method : ``deepG``, ``deepSVG`` (per-image mode on ``device``), ``EM-GMM`` or ``EM-SVGMM`` (on the CPU).
     tol, max_epochs : stopping (steps, or EM iterations).
     lam, mu_data : the deep methods' regulariser; EM starts from ``mu_data``.
+    init : where the deep methods start (:func:`start_labels`).
     device, seed, progress : the fit.
 
     Returns
@@ -477,7 +515,8 @@ def fit_volume(volume: Volume, k: int, method: str = "deepG", *, tol: float = 1e
     start = time.perf_counter()
     if method in VARIANTS:
         p, history = fit_images(volume.image, volume.brain, k, method, tol=tol, max_epochs=max_epochs, lam=lam,
-                                mu_data=mu_data, device=device, seed=seed, progress=progress)
+                                mu_data=mu_data, init_labels=start_labels(volume.image, volume.brain, k, init, seed),
+                                device=device, seed=seed, progress=progress)
         labels = hard_labels(p, volume.image, volume.brain)
         pi, mu, var = volume_params(p, volume.image, volume.brain)
         return MixtureFit(labels, pi, mu, var, history, len(history), time.perf_counter() - start)
@@ -550,7 +589,7 @@ def predict(result: GMMResult, image: np.ndarray, batch_size: int = 8) -> np.nda
 
 def compare_fits(train: list[Volume], test: list[Volume], k: int, *, steps: int = 200, tol: float = 1e-3,
                  epochs: int = 100, batch_size: int = 8, per_image: int | None = None, largest_cc: bool = True,
-                 device="cpu", seed: int = 0) -> tuple:
+                 inits: tuple[str, ...] = ("random",), device="cpu", seed: int = 0) -> tuple:
     """The deep GMMs and their EM twins on the same test volumes, scored per volume.
 
     Parameters
@@ -562,13 +601,14 @@ def compare_fits(train: list[Volume], test: list[Volume], k: int, *, steps: int 
     epochs, batch_size : trained mode.
     per_image : deepG and deepSVG per image run on the first ``per_image`` test volumes (None: all).
     largest_cc : one lesion.
+    inits : the per-image fits' starts (:data:`INITS`), a row each; "kmeans" rows are named "..., k-means init".
     device, seed : the fits.
 
     Returns
     -------
     (the :func:`nbutils.evaluation.score_volumes` rows of deepG and deepSVG per image, the same two trained
     on ``train``, EM-GMM and EM-SVGMM per volume; the per-volume :class:`MixtureFit` of the per-image and
-    EM fits, keyed by (method, volume name), for figures).
+    EM fits, keyed by (method, volume name), for figures: the per-image ones of the first of ``inits``).
     """
     import pandas as pd
 
@@ -576,13 +616,17 @@ def compare_fits(train: list[Volume], test: list[Volume], k: int, *, steps: int 
 
     fits: dict[tuple[str, str], MixtureFit] = {}
 
-    def fitted(name: str):
+    def fitted(name: str, init: str = "random", keep: bool = True):
         def labeller(volume: Volume) -> np.ndarray:
-            fits[name, volume.name] = fit_volume(volume, k, name, tol=tol, max_epochs=steps, device=device, seed=seed)
-            return fits[name, volume.name].labels
+            f = fit_volume(volume, k, name, tol=tol, max_epochs=steps, init=init, device=device, seed=seed)
+            if keep:
+                fits[name, volume.name] = f
+            return f.labels
         return labeller
 
-    frames = [score_volumes(fitted(name), test[:per_image], f"{name} (per image)", largest_cc) for name in VARIANTS]
+    frames = [score_volumes(fitted(name, init, keep=init == inits[0]), test[:per_image],
+                            f"{name} (per image{', k-means init' if init == 'kmeans' else ''})", largest_cc)
+              for init in inits for name in VARIANTS]
     for variant in VARIANTS:
         result = fit(SliceDataset(train), k, variant, epochs=epochs, batch_size=batch_size, device=device, seed=seed,
                      progress=False)
@@ -604,6 +648,8 @@ class DeepGMMOptions(DeepOptions):
     epochs: int = option(100, "trained mode: epochs over the training slices", low=1, train=False)
     restarts: int = option(1, "per-image mode: fits from this many seeds, the lowest final NLL kept (as EM's n_init)",
                            low=1, train=False)
+    init: str = option("random", "per-image mode: a random network (the paper's), or one first taught the k-means "
+                       "classes (kmeans: where EM starts; a departure from the paper)", choices=INITS, train=False)
     lr: float = option(1e-2, "Adam learning rate", low=0.0)
 
     ci: ClassVar[dict] = {**DeepOptions.ci, "steps": 100, "epochs": 20}
@@ -636,8 +682,10 @@ class DeepGMM(TrainableMethod):
             return super().labels(volume, device=device, progress=progress)
 
         def per_image(v: Volume) -> np.ndarray:
+            start = start_labels(v.image, v.brain, o.k, o.init, o.seed)
             fits = (fit_images(v.image, v.brain, o.k, o.variant, tol=o.tol, max_epochs=o.steps, lr=o.lr,
-                               device=device, seed=o.seed + r, progress=progress) for r in range(o.restarts))
+                               init_labels=start, device=device, seed=o.seed + r, progress=progress)
+                    for r in range(o.restarts))
             p, _ = min(fits, key=lambda fit: fit[1][-1])  # holds only the best fit so far
             return hard_labels(p, v.image, v.brain)
 
