@@ -193,8 +193,12 @@ def test_deep_gmm_kmeans_init_hands_the_k_means_classes_to_every_restart(monkeyp
     from nbutils.methods import classical, deepgmm
 
     starts = []
-    monkeypatch.setattr(deepgmm, "fit_images", lambda images, masks, k, variant, *, init_labels, **kw: (
-        starts.append(init_labels), (np.ones((images.shape[0], k) + images.shape[2:], np.float32), [1.0]))[1])
+
+    def fake_fit(images, masks, k, variant, *, init_labels, **kw):
+        starts.append(init_labels)
+        return np.ones((images.shape[0], k) + images.shape[2:], np.float32), [1.0]
+
+    monkeypatch.setattr(deepgmm, "fit_images", fake_fit)
     v = blob_volume()
     methods.get("deepgmm", "ci", k=3, mode="per-image", restarts=2, init="kmeans", size=32).labels(v, progress=False)
     expected = classical.kmeans(v.image, v.brain, 3)
