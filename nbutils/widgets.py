@@ -206,7 +206,7 @@ def acwe_explorer(volume, epochs: int = 15, largest_cc: bool = True, device="cpu
     return w.interact(
         plot_acwe_trial, volume=w.fixed(volume), epochs=w.fixed(epochs), seed=w.fixed(0),
         largest_cc=w.fixed(largest_cc), device=w.fixed(device),
-        mu=w.FloatSlider(0.0, min=0.0, max=0.05, step=0.005, description="mu", continuous_update=False),
+        mu=w.FloatSlider(0.0, min=0.0, max=0.5, step=0.05, description="mu", continuous_update=False),
         nu=w.FloatSlider(0.0, min=0.0, max=0.2, step=0.01, description="nu", continuous_update=False),
         n_labelled=w.IntSlider(0, 0, len(volume.image), description="labelled", continuous_update=False),
         index=w.IntSlider(len(volume.image) // 2, 0, len(volume.image) - 1, description="slice",
@@ -268,7 +268,7 @@ def hierarchy_explorer(volume, tree, max_clusters: int = 32, largest_cc: bool = 
 
 
 def plot_gmm_trial(volume, index: int, k: int, lam: float, tol: float, mu_data: np.ndarray | None = None,
-                   variant: str = "deepG", max_epochs: int = 200, device="cpu"):
+                   variant: str = "deepG", max_epochs: int = 200, init: str = "kmeans", device="cpu"):
     """Fit a fresh deep GMM to one slice (the paper's per-image mode) and show it.
 
     Parameters
@@ -279,6 +279,7 @@ def plot_gmm_trial(volume, index: int, k: int, lam: float, tol: float, mu_data: 
     lam, mu_data : the regulariser, used when ``mu_data`` (K, M) has ``k`` rows.
     tol, max_epochs : stopping.
     variant : ``deepG`` or ``deepSVG``.
+    init : where the network starts (:func:`nbutils.methods.deepgmm.start_labels`).
     device : where it fits.
 
     Shows the classes, the NLL per step and the mixture fitted to FLAIR.
@@ -289,7 +290,8 @@ def plot_gmm_trial(volume, index: int, k: int, lam: float, tol: float, mu_data: 
     image, brain = volume.image[index : index + 1], volume.brain[index : index + 1]
     target = mu_data if mu_data is not None and len(mu_data) == k else None
     p, history = deepgmm.fit_images(image, brain, k, variant, tol=tol, max_epochs=max_epochs, lam=lam,
-                                    mu_data=target, device=device)
+                                    mu_data=target, init_labels=deepgmm.start_labels(image, brain, k, init),
+                                    device=device)
     labels = deepgmm.hard_labels(p, image, brain)[0]
     pi, mu, var = deepgmm.volume_params(p, image, brain)
     c = volume.flair_channel
@@ -306,7 +308,7 @@ def plot_gmm_trial(volume, index: int, k: int, lam: float, tol: float, mu_data: 
 
 
 def gmm_explorer(volume, mu_data: np.ndarray | None = None, variant: str = "deepG", device="cpu"):
-    """Sliders for K, lambda and tol (each move fits a fresh network to one slice) and the slice.
+    """Sliders for K, lambda, tol and the start (each move fits a fresh network to one slice) and the slice.
 
     Parameters
     ----------
@@ -327,6 +329,7 @@ def gmm_explorer(volume, mu_data: np.ndarray | None = None, variant: str = "deep
         k=w.IntSlider(4, 2, 8, description="K", continuous_update=False),
         lam=w.FloatLogSlider(1.0, base=10, min=-2, max=2, description="lambda", continuous_update=False),
         tol=w.FloatLogSlider(1e-3, base=10, min=-5, max=-1, description="tol", continuous_update=False),
+        init=w.Dropdown(options=["kmeans", "random"], value="kmeans", description="start"),
         index=w.IntSlider(len(volume.image) // 2, 0, len(volume.image) - 1, description="slice",
                           continuous_update=False),
     )

@@ -168,6 +168,24 @@ def test_unsupervised_acwe_finds_the_bright_region_and_resumes(tmp_path):
     assert again.history == result.history  # resumed at the end: nothing retrained
 
 
+def _disc_and_ribbons(size=32):
+    """A compact bright disc (a glioma) and thin, slightly less bright ribbons (cortex) on a dark background."""
+    yy, xx = np.mgrid[:size, :size]
+    disc = (yy - size // 2) ** 2 + (xx - size // 2) ** 2 < 25
+    ribbons = (yy % 4 == 0) & ~disc
+    return np.where(disc, 0.9, np.where(ribbons, 0.75, 0.3)).astype(np.float32), disc, ribbons
+
+
+def test_length_term_prefers_the_compact_blob_over_the_thin_ribbons():
+    x, disc, ribbons = _disc_and_ribbons()
+
+    def energy(y, mu):
+        return acwe.acwe_loss(torch.tensor(y, dtype=torch.float32)[None, None], torch.tensor(x)[None, None],
+                              mu=mu)["loss"].item()
+    assert energy(disc | ribbons, 0.0) < energy(disc, 0.0)  # without it, the dominant contrast wins
+    assert energy(disc, 0.25) < energy(disc | ribbons, 0.25)  # with Chan-Vese's weight, the blob wins
+
+
 @pytest.mark.parametrize("mode", ["finetune", "joint", "joint-all"])
 def test_labelled_modes_learn_the_target(mode):
     v = _two_region_volume(n=8)

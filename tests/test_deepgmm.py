@@ -132,8 +132,8 @@ def test_start_labels_are_none_or_the_k_means_classes():
 
     image, truth = two_region_image()
     brain = np.ones((1, 24, 24), bool)
-    assert deepgmm.start_labels(image[None], brain, 2) is None
-    start = deepgmm.start_labels(image[None], brain, 2, "kmeans")
+    assert deepgmm.start_labels(image[None], brain, 2, "random") is None
+    start = deepgmm.start_labels(image[None], brain, 2)  # the default: k-means
     assert np.array_equal(start, classical.kmeans(image[None], brain, 2)) and set(np.unique(start)) == {1, 2}
     with pytest.raises(ValueError, match="unknown init 'em'"):
         deepgmm.start_labels(image[None], brain, 2, "em")

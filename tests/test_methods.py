@@ -189,7 +189,7 @@ def test_deep_gmm_restarts_keep_the_fit_with_the_lowest_final_nll(monkeypatch):
     assert seeds == [0, 1, 2] and (captured["p"][:, 1] == 1).all()
 
 
-def test_deep_gmm_kmeans_init_hands_the_k_means_classes_to_every_restart(monkeypatch):
+def test_deep_gmm_starts_every_restart_from_the_k_means_classes_by_default(monkeypatch):
     from nbutils.methods import classical, deepgmm
 
     starts = []
@@ -200,11 +200,11 @@ def test_deep_gmm_kmeans_init_hands_the_k_means_classes_to_every_restart(monkeyp
 
     monkeypatch.setattr(deepgmm, "fit_images", fake_fit)
     v = blob_volume()
-    methods.get("deepgmm", "ci", k=3, mode="per-image", restarts=2, init="kmeans", size=32).labels(v, progress=False)
+    methods.get("deepgmm", "ci", k=3, mode="per-image", restarts=2, size=32).labels(v, progress=False)  # default
     expected = classical.kmeans(v.image, v.brain, 3)
     assert len(starts) == 2 and all(np.array_equal(s, expected) for s in starts)
     starts.clear()
-    methods.get("deepgmm", "ci", k=3, mode="per-image", size=32).labels(v, progress=False)
+    methods.get("deepgmm", "ci", k=3, mode="per-image", init="random", size=32).labels(v, progress=False)
     assert starts == [None]
 
 

@@ -456,7 +456,7 @@ def hard_labels(p: np.ndarray, image: np.ndarray, brain: np.ndarray) -> np.ndarr
 METHOD_NAMES = ("deepG", "deepSVG", "EM-GMM", "EM-SVGMM")
 
 
-def start_labels(image: np.ndarray, brain: np.ndarray, k: int, init: str = "random", seed: int = 0) -> np.ndarray | None:
+def start_labels(image: np.ndarray, brain: np.ndarray, k: int, init: str = "kmeans", seed: int = 0) -> np.ndarray | None:
     """Where a per-image fit starts: None (a random network) or the k-means classes.
 
     Parameters
@@ -491,7 +491,7 @@ class MixtureFit:
 
 
 def fit_volume(volume: Volume, k: int, method: str = "deepG", *, tol: float = 1e-3, max_epochs: int = 200,
-               lam: float = 0.0, mu_data: np.ndarray | None = None, init: str = "random", device="cpu",
+               lam: float = 0.0, mu_data: np.ndarray | None = None, init: str = "kmeans", device="cpu",
                seed: int = 0, progress: bool = False) -> MixtureFit:
     """One of :data:`METHOD_NAMES` fitted to one volume's brain pixels, timed.
 
@@ -589,7 +589,7 @@ def predict(result: GMMResult, image: np.ndarray, batch_size: int = 8) -> np.nda
 
 def compare_fits(train: list[Volume], test: list[Volume], k: int, *, steps: int = 200, tol: float = 1e-3,
                  epochs: int = 100, batch_size: int = 8, per_image: int | None = None, largest_cc: bool = True,
-                 inits: tuple[str, ...] = ("random",), device="cpu", seed: int = 0) -> tuple:
+                 inits: tuple[str, ...] = ("kmeans",), device="cpu", seed: int = 0) -> tuple:
     """The deep GMMs and their EM twins on the same test volumes, scored per volume.
 
     Parameters
@@ -601,7 +601,7 @@ def compare_fits(train: list[Volume], test: list[Volume], k: int, *, steps: int 
     epochs, batch_size : trained mode.
     per_image : deepG and deepSVG per image run on the first ``per_image`` test volumes (None: all).
     largest_cc : one lesion.
-    inits : the per-image fits' starts (:data:`INITS`), a row each; "kmeans" rows are named "..., k-means init".
+    inits : the per-image fits' starts (:data:`INITS`), a row each; "random" rows are named "..., random init".
     device, seed : the fits.
 
     Returns
@@ -616,7 +616,7 @@ def compare_fits(train: list[Volume], test: list[Volume], k: int, *, steps: int 
 
     fits: dict[tuple[str, str], MixtureFit] = {}
 
-    def fitted(name: str, init: str = "random", keep: bool = True):
+    def fitted(name: str, init: str = "kmeans", keep: bool = True):
         def labeller(volume: Volume) -> np.ndarray:
             f = fit_volume(volume, k, name, tol=tol, max_epochs=steps, init=init, device=device, seed=seed)
             if keep:
@@ -625,7 +625,7 @@ def compare_fits(train: list[Volume], test: list[Volume], k: int, *, steps: int 
         return labeller
 
     frames = [score_volumes(fitted(name, init, keep=init == inits[0]), test[:per_image],
-                            f"{name} (per image{', k-means init' if init == 'kmeans' else ''})", largest_cc)
+                            f"{name} (per image{', random init' if init == 'random' else ''})", largest_cc)
               for init in inits for name in VARIANTS]
     for variant in VARIANTS:
         result = fit(SliceDataset(train), k, variant, epochs=epochs, batch_size=batch_size, device=device, seed=seed,
@@ -648,8 +648,8 @@ class DeepGMMOptions(DeepOptions):
     epochs: int = option(100, "trained mode: epochs over the training slices", low=1, train=False)
     restarts: int = option(1, "per-image mode: fits from this many seeds, the lowest final NLL kept (as EM's n_init)",
                            low=1, train=False)
-    init: str = option("random", "per-image mode: a random network (the paper's), or one first taught the k-means "
-                       "classes (kmeans: where EM starts; a departure from the paper)", choices=INITS, train=False)
+    init: str = option("kmeans", "per-image mode: a fresh network first taught the k-means classes (kmeans: where EM "
+                       "starts; a departure from the paper), or a random one (the paper's)", choices=INITS, train=False)
     lr: float = option(1e-2, "Adam learning rate", low=0.0)
 
     ci: ClassVar[dict] = {**DeepOptions.ci, "steps": 100, "epochs": 20}
