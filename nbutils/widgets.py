@@ -6,6 +6,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
+from nbutils.methods.deepgmm import DEFAULT_INIT, INITS
 from nbutils.viz import show_slice
 
 
@@ -268,7 +269,7 @@ def hierarchy_explorer(volume, tree, max_clusters: int = 32, largest_cc: bool = 
 
 
 def plot_gmm_trial(volume, index: int, k: int, lam: float, tol: float, mu_data: np.ndarray | None = None,
-                   variant: str = "deepG", max_epochs: int = 200, init: str = "kmeans", device="cpu"):
+                   variant: str = "deepG", max_epochs: int = 200, init: str = DEFAULT_INIT, device="cpu"):
     """Fit a fresh deep GMM to one slice (the paper's per-image mode) and show it.
 
     Parameters
@@ -329,7 +330,7 @@ def gmm_explorer(volume, mu_data: np.ndarray | None = None, variant: str = "deep
         k=w.IntSlider(4, 2, 8, description="K", continuous_update=False),
         lam=w.FloatLogSlider(1.0, base=10, min=-2, max=2, description="lambda", continuous_update=False),
         tol=w.FloatLogSlider(1e-3, base=10, min=-5, max=-1, description="tol", continuous_update=False),
-        init=w.Dropdown(options=["kmeans", "random"], value="kmeans", description="start"),
+        init=w.Dropdown(options=list(INITS), value=DEFAULT_INIT, description="start"),
         index=w.IntSlider(len(volume.image) // 2, 0, len(volume.image) - 1, description="slice",
                           continuous_update=False),
     )

@@ -51,6 +51,7 @@ MODES = ("per-image", "trained")
 PATIENCE = 30  # steps over which the per-image NLL must improve by at least tol (plateaus last 20-30)
 WARM_STEPS = 30  # per-image init "kmeans": cross-entropy steps towards the k-means classes before the NLL
 INITS = ("random", "kmeans")
+DEFAULT_INIT = "kmeans"  # per-image fits start from the k-means classes (the paper starts from a random network)
 VAR_FLOOR = 1e-6  # added to every variance (intensities in [0, 1])
 
 
@@ -456,7 +457,8 @@ def hard_labels(p: np.ndarray, image: np.ndarray, brain: np.ndarray) -> np.ndarr
 METHOD_NAMES = ("deepG", "deepSVG", "EM-GMM", "EM-SVGMM")
 
 
-def start_labels(image: np.ndarray, brain: np.ndarray, k: int, init: str = "kmeans", seed: int = 0) -> np.ndarray | None:
+def start_labels(image: np.ndarray, brain: np.ndarray, k: int, init: str = DEFAULT_INIT,
+                 seed: int = 0) -> np.ndarray | None:
     """Where a per-image fit starts: None (a random network) or the k-means classes.
 
     Parameters
@@ -491,7 +493,7 @@ class MixtureFit:
 
 
 def fit_volume(volume: Volume, k: int, method: str = "deepG", *, tol: float = 1e-3, max_epochs: int = 200,
-               lam: float = 0.0, mu_data: np.ndarray | None = None, init: str = "kmeans", device="cpu",
+               lam: float = 0.0, mu_data: np.ndarray | None = None, init: str = DEFAULT_INIT, device="cpu",
                seed: int = 0, progress: bool = False) -> MixtureFit:
     """One of :data:`METHOD_NAMES` fitted to one volume's brain pixels, timed.
 
@@ -589,7 +591,7 @@ def predict(result: GMMResult, image: np.ndarray, batch_size: int = 8) -> np.nda
 
 def compare_fits(train: list[Volume], test: list[Volume], k: int, *, steps: int = 200, tol: float = 1e-3,
                  epochs: int = 100, batch_size: int = 8, per_image: int | None = None, largest_cc: bool = True,
-                 inits: tuple[str, ...] = ("kmeans",), device="cpu", seed: int = 0) -> tuple:
+                 inits: tuple[str, ...] = (DEFAULT_INIT,), device="cpu", seed: int = 0) -> tuple:
     """The deep GMMs and their EM twins on the same test volumes, scored per volume.
 
     Parameters
@@ -616,7 +618,7 @@ def compare_fits(train: list[Volume], test: list[Volume], k: int, *, steps: int 
 
     fits: dict[tuple[str, str], MixtureFit] = {}
 
-    def fitted(name: str, init: str = "kmeans", keep: bool = True):
+    def fitted(name: str, init: str = DEFAULT_INIT, keep: bool = True):
         def labeller(volume: Volume) -> np.ndarray:
             f = fit_volume(volume, k, name, tol=tol, max_epochs=steps, init=init, device=device, seed=seed)
             if keep:
@@ -648,8 +650,9 @@ class DeepGMMOptions(DeepOptions):
     epochs: int = option(100, "trained mode: epochs over the training slices", low=1, train=False)
     restarts: int = option(1, "per-image mode: fits from this many seeds, the lowest final NLL kept (as EM's n_init)",
                            low=1, train=False)
-    init: str = option("kmeans", "per-image mode: a fresh network first taught the k-means classes (kmeans: where EM "
-                       "starts; a departure from the paper), or a random one (the paper's)", choices=INITS, train=False)
+    init: str = option(DEFAULT_INIT, "per-image mode: a fresh network first taught the k-means classes (kmeans: "
+                       "where EM starts; a departure from the paper), or a random one (the paper's)", choices=INITS,
+                       train=False)
     lr: float = option(1e-2, "Adam learning rate", low=0.0)
 
     ci: ClassVar[dict] = {**DeepOptions.ci, "steps": 100, "epochs": 20}
