@@ -215,7 +215,8 @@ def reconstructions(images: np.ndarray, recon: np.ndarray, indices, channel: int
 
 
 def feature_pca(z: np.ndarray, mask: np.ndarray | None = None, ax=None, title: str = "features: PCA 1-3 as RGB"):
-    """The first three principal components of per-pixel features as RGB.
+    """The first three principal components of per-pixel features as RGB (fewer than three features: the
+    missing colours stay black).
 
     Parameters
     ----------
@@ -233,7 +234,8 @@ def feature_pca(z: np.ndarray, mask: np.ndarray | None = None, ax=None, title: s
     ax = ax or plt.gca()
     d, h, w = z.shape
     flat = z.reshape(d, -1).T
-    pcs = PCA(3).fit_transform(flat)
+    pcs = np.zeros((len(flat), 3))
+    pcs[:, : min(3, d)] = PCA(min(3, d)).fit_transform(flat)
     lo, hi = np.percentile(pcs, [1, 99], axis=0)
     rgb = np.clip((pcs - lo) / (hi - lo + 1e-12), 0, 1).reshape(h, w, 3)
     if mask is not None:

@@ -70,6 +70,33 @@ def test_encoder_keeps_full_resolution_for_any_size(shape):
     assert enc(torch.rand(shape)).shape == (shape[0], 16, *shape[2:])
 
 
+@pytest.mark.parametrize("upsample", ["transposed", "resize"])
+def test_only_the_resize_convolution_keeps_a_flat_image_flat(upsample):
+    torch.manual_seed(0)
+    enc = UNetEncoder(1, features=8, upsample=upsample).eval()
+    z = enc(torch.full((1, 1, 64, 64), 0.5))[0, :, 24:40, 24:40]  # away from the border's padding
+    spread = lambda a: (a - a.mean((1, 2), keepdim=True)).abs().max().item()  # noqa: E731
+    if upsample == "resize":
+        assert spread(z) < 1e-6  # measured 3e-8
+    else:  # each pixel of a 2x2 block has its own weights: a pattern of period 2, flat on each sub-grid
+        blocks = max(spread(z[:, r::2, c::2]) for r in (0, 1) for c in (0, 1))
+        assert spread(z) > 1e-5 and blocks < spread(z) / 10  # measured 1.3e-4 and 5e-6
+
+
+def test_a_checkpoint_from_before_the_upsampling_option_loads_as_transposed_convolutions():
+    old = AutoEncoder(1, 4, upsample="transposed")
+    config = {k: v for k, v in old.config.items() if k != "upsample"}
+    AutoEncoder.from_config(config).load_state_dict(old.state_dict())  # raises on any other architecture
+    assert AutoEncoder(1, 4).config["upsample"] == "resize"
+    with pytest.raises(RuntimeError):
+        AutoEncoder(**config).load_state_dict(old.state_dict())
+
+
+def test_unknown_upsampling_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown upsampling 'bicubic'"):
+        UNetEncoder(1, upsample="bicubic")
+
+
 def test_autoencoder_output_in_unit_range_and_channels():
     z, x_hat = AutoEncoder(3, features=8).eval()(torch.rand(2, 3, 32, 32))
     assert z.shape == (2, 8, 32, 32) and x_hat.shape == (2, 3, 32, 32)
@@ -110,3 +137,18 @@ def test_checkpoint_of_another_shape_or_method_is_a_clear_error(tmp_path):
     res = dcn.fit(ds, 2, pretrain_epochs=1, epochs=1, checkpoint=ckpt, progress=False)
     with pytest.raises(ValueError, match="takes 1 channel"):
         dcn.predict(res, np.zeros((1, 3, 32, 32), np.float32))
+
+
+def test_feature_pca_shows_two_features_in_red_and_green():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nbutils import viz
+
+    z = np.stack([np.tile(np.linspace(0, 1, 8), (8, 1)), np.tile(np.linspace(0, 1, 8)[:, None], (1, 8))])
+    fig, ax = plt.subplots()
+    rgb = viz.feature_pca(z.astype(np.float32), ax=ax).get_images()[0].get_array()
+    plt.close(fig)
+    assert rgb.shape == (8, 8, 3) and np.ptp(rgb[..., 0]) > 0.9 and np.ptp(rgb[..., 1]) > 0.9
+    assert np.all(rgb[..., 2] == 0)

@@ -272,7 +272,7 @@ def fit(dataset, k: int, *, model: AutoEncoder | None = None, in_channels: int =
     state = None
     if resume and checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint, "dcn")
-        model = AutoEncoder(**state["config"])
+        model = AutoEncoder.from_config(state["config"])
         model.load_state_dict(state["model"])
         history, start = list(state["history"]), int(state["epoch"])
     if model is None:
@@ -414,8 +414,9 @@ def pretrained_autoencoder(dataset: SliceDataset, options: "DCNOptions", cache_d
     from nbutils.data.preprocessing import cache_key
 
     o = options
-    key = cache_key(dict(features=o.features, epochs=o.pretrain_epochs, batch=o.batch_size, lr=o.lr, seed=o.seed,
-                         standardize=o.standardize, data=hashlib.sha256(dataset.image.numpy().tobytes()).hexdigest()[:16]))
+    network = AutoEncoder(dataset.channels, o.features, standardize=o.standardize).config  # the architecture too
+    key = cache_key(dict(network=network, epochs=o.pretrain_epochs, batch=o.batch_size, lr=o.lr, seed=o.seed,
+                         data=hashlib.sha256(dataset.image.numpy().tobytes()).hexdigest()[:16]))
     checkpoint = Path(cache_dir) / f"autoencoder_{key}.pt"
     return pretrain(dataset, dataset.channels, features=o.features, epochs=o.pretrain_epochs,
                     batch_size=o.batch_size, lr=o.lr, device=device, checkpoint=checkpoint, seed=o.seed,
@@ -453,7 +454,7 @@ class DCN(TrainableMethod):
     reference = "Yang, Fu, Sidiropoulos, Hong, ICML 2017, arXiv:1610.04794"
 
     def network(self, config: dict) -> AutoEncoder:
-        return AutoEncoder(**config)
+        return AutoEncoder.from_config(config)
 
     def fit(self, volumes, *, device="cpu", checkpoint=None, restart=False, progress=True) -> DCNModel:
         o = self.options

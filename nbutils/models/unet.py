@@ -9,6 +9,30 @@ from torch.nn import functional as F
 
 NORMS = {"batch": nn.BatchNorm2d, "instance": lambda c: nn.InstanceNorm2d(c, affine=True)}
 ACTIVATIONS = {"relu": lambda: nn.ReLU(inplace=True), "leaky": lambda: nn.LeakyReLU(0.01, inplace=True)}
+UPSAMPLING = ("transposed", "resize")
+
+
+def upsampler(cin: int, cout: int, mode: str = "transposed") -> nn.Module:
+    """Doubles the size: a 2x2 stride-2 transposed convolution, or a nearest resize then a 3x3 convolution.
+
+    The transposed convolution gives each pixel of a 2x2 block its own weights, free to make a pattern of
+    period 2 (the checkerboard of Odena, Dumoulin & Olah, "Deconvolution and checkerboard artifacts",
+    Distill 2016, doi:10.23915/distill.00003); the resize-convolution treats every pixel alike.
+
+    Parameters
+    ----------
+    cin, cout : input and output channels.
+    mode : one of :data:`UPSAMPLING`.
+
+    Returns
+    -------
+    nn.Module mapping (N, cin, H, W) to (N, cout, 2H, 2W).
+    """
+    if mode == "transposed":
+        return nn.ConvTranspose2d(cin, cout, 2, stride=2)
+    if mode == "resize":
+        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cout, 3, padding=1))
+    raise ValueError(f"unknown upsampling {mode!r}; choose one of {', '.join(UPSAMPLING)}")
 
 
 def conv_block(cin: int, cout: int, stride: int = 1, norm: str = "batch", activation: str = "relu") -> nn.Sequential:
@@ -35,8 +59,8 @@ def conv_block(cin: int, cout: int, stride: int = 1, norm: str = "batch", activa
 class UNetEncoder(nn.Module):
     """U-Net encoder (N, C, H, W) -> per-pixel features (N, D, H, W).
 
-    Stride-2 downsampling through ``widths`` (default 8-16-32 channels), transposed-conv
-    upsampling with skip concatenation, a 1x1 conv to ``features`` channels. While training,
+    Stride-2 downsampling through ``widths`` (default 8-16-32 channels), upsampling (``upsample``, see
+    :func:`upsampler`) with skip concatenation, a 1x1 conv to ``features`` channels. While training,
     Gaussian noise of std ``noise`` is added to the input (a denoising autoencoder). Any H, W
     works: inputs are padded (edge values) to a multiple of 2**(len(widths)-1) and the output
     cropped back. ``norm`` is ``"batch"`` or ``"instance"``, ``activation`` ``"relu"`` or
@@ -44,14 +68,14 @@ class UNetEncoder(nn.Module):
     """
 
     def __init__(self, in_channels: int = 1, features: int = 64, widths=(8, 16, 32), noise: float = 0.05,
-                 norm: str = "batch", activation: str = "relu"):
+                 norm: str = "batch", activation: str = "relu", upsample: str = "transposed"):
         super().__init__()
         self.noise, self.features = noise, features
         self.factor = 2 ** (len(widths) - 1)
         block = lambda a, b, stride=1: conv_block(a, b, stride, norm, activation)  # noqa: E731
         self.stem = block(in_channels, widths[0])
         self.downs = nn.ModuleList(block(a, b, stride=2) for a, b in zip(widths[:-1], widths[1:]))
-        self.ups = nn.ModuleList(nn.ConvTranspose2d(b, a, 2, stride=2) for a, b in zip(widths[:-1], widths[1:]))
+        self.ups = nn.ModuleList(upsampler(b, a, upsample) for a, b in zip(widths[:-1], widths[1:]))
         self.merges = nn.ModuleList(block(2 * a, a) for a in widths[:-1])
         self.head = nn.Conv2d(widths[0], features, 1)
 
