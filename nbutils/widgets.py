@@ -6,6 +6,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
+from nbutils.methods.dcn import DEFAULT_LAM
 from nbutils.methods.deepgmm import DEFAULT_INIT, INITS
 from nbutils.viz import show_slice
 
@@ -151,7 +152,7 @@ def dcn_explorer(model, volume, epochs: int = 1, largest_cc: bool = True):
         plot_dcn_trial, model=w.fixed(model), volume=w.fixed(volume), epochs=w.fixed(epochs), seed=w.fixed(0),
         largest_cc=w.fixed(largest_cc),
         k=w.IntSlider(4, 2, 8, description="K", continuous_update=False),
-        lam=w.FloatLogSlider(1.0, base=10, min=-2, max=1, description="lambda", continuous_update=False),
+        lam=w.FloatLogSlider(DEFAULT_LAM, base=10, min=-3, max=1, description="lambda", continuous_update=False),
         index=w.IntSlider(len(volume.image) // 2, 0, len(volume.image) - 1, description="slice",
                           continuous_update=False),
     )

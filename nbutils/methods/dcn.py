@@ -34,6 +34,7 @@ from nbutils.train import loader
 from nbutils.train import load_checkpoint, save_checkpoint
 
 INITIAL_COUNT = 100  # DCN's starting count per centre
+DEFAULT_LAM = 0.01  # clustering weight; at 1 the features of real FLAIR collapse onto one centre
 MAX_INIT_PIXELS = 65536  # features subsampled for the k-means++ start and for re-seeding empty centres
 PRETRAIN = ".pretrain"  # suffix of the autoencoder pretraining checkpoint beside DCN's own
 
@@ -227,7 +228,7 @@ def pretrain(dataset, in_channels: int, *, features: int = 64, widths=(8, 16, 32
     return model, history
 
 
-def fit(dataset, k: int, *, model: AutoEncoder | None = None, in_channels: int = 1, lam: float = 1.0,
+def fit(dataset, k: int, *, model: AutoEncoder | None = None, in_channels: int = 1, lam: float = DEFAULT_LAM,
         features_per_pixel: int = 64, pretrain_epochs: int = 10, epochs: int = 5, inner_epochs: int = 1,
         batch_size: int = 8, lr: float = 1e-3, device="cpu", checkpoint: str | os.PathLike | None = None,
         resume: bool = True, seed: int = 0, max_init_pixels: int = MAX_INIT_PIXELS, progress: bool = True,
@@ -426,7 +427,8 @@ def pretrained_autoencoder(dataset: SliceDataset, options: "DCNOptions", cache_d
 @dataclasses.dataclass(frozen=True)
 class DCNOptions(DeepOptions):
     k: int = option(4, "clusters, fixed before training", low=2)
-    lam: float = option(1.0, "weight of the clustering term (lambda)", low=0.0)
+    lam: float = option(DEFAULT_LAM, "weight of the clustering term (lambda; at 1 the features of real FLAIR "
+                        "collapse onto one centre)", low=0.0)
     features: int = option(64, "features per pixel (D)", low=1)
     pretrain_epochs: int = option(100, "autoencoder pretraining epochs (reconstruction alone)", low=0,
                                   train=False)
