@@ -34,7 +34,7 @@ from nbutils.train import loader
 from nbutils.train import load_checkpoint, save_checkpoint
 
 INITIAL_COUNT = 100  # DCN's starting count per centre
-DEFAULT_LAM = 0.01  # clustering weight; at 1 the features of real FLAIR collapse onto one centre
+DEFAULT_LAM = 0.01  # clustering weight; at 1 nearly every brain pixel of real FLAIR goes to one centre, at 0.01 fewer do
 MAX_INIT_PIXELS = 65536  # features subsampled for the k-means++ start and for re-seeding empty centres
 PRETRAIN = ".pretrain"  # suffix of the autoencoder pretraining checkpoint beside DCN's own
 
@@ -427,8 +427,8 @@ def pretrained_autoencoder(dataset: SliceDataset, options: "DCNOptions", cache_d
 @dataclasses.dataclass(frozen=True)
 class DCNOptions(DeepOptions):
     k: int = option(4, "clusters, fixed before training", low=2)
-    lam: float = option(DEFAULT_LAM, "weight of the clustering term (lambda; at 1 the features of real FLAIR "
-                        "collapse onto one centre)", low=0.0)
+    lam: float = option(DEFAULT_LAM, "weight of the clustering term (lambda; the larger, the more brain pixels "
+                        "share one centre)", low=0.0)
     features: int = option(64, "features per pixel (D)", low=1)
     pretrain_epochs: int = option(100, "autoencoder pretraining epochs (reconstruction alone)", low=0,
                                   train=False)

@@ -19,8 +19,8 @@ class AutoEncoder(nn.Module):
     doi:10.1109/TIP.2020.3011269).
 
     ``upsample`` is the encoder's (:func:`nbutils.models.unet.upsampler`). The default resize-convolution
-    keeps the features free of a period-2 pattern: with transposed convolutions the pretrained features'
-    first principal component was a column parity that k-means split the brain on.
+    keeps the features free of a period-2 pattern: with transposed convolutions the features' (pretrained, then
+    three DCN rounds) first principal component was a column parity that k-means split the brain on.
     """
 
     def __init__(self, in_channels: int = 1, features: int = 64, widths=(8, 16, 32), noise: float = 0.05,
