@@ -6,6 +6,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
+from nbutils.methods.acwe import DEFAULT_NU
 from nbutils.methods.dcn import DEFAULT_LAM
 from nbutils.methods.deepgmm import DEFAULT_INIT, INITS
 from nbutils.viz import show_slice
@@ -158,14 +159,14 @@ def dcn_explorer(model, volume, epochs: int = 1, largest_cc: bool = True):
     )
 
 
-def plot_acwe_trial(volume, mu: float, nu: float, n_labelled: int, index: int, epochs: int = 15, seed: int = 0,
+def plot_acwe_trial(volume, mu: float, nu: float | None, n_labelled: int, index: int, epochs: int = 15, seed: int = 0,
                     largest_cc: bool = True, device="cpu"):
     """Train the ACWE network briefly on one volume and show one slice.
 
     Parameters
     ----------
     volume : :class:`nbutils.data.datasets.Volume` (with ``target`` for the Dice in the title).
-    mu, nu : length and area weights.
+    mu, nu : length and area weights (nu None: the mode's default, :func:`nbutils.methods.acwe.area_weight`).
     n_labelled : 0: mode 1 (unsupervised); otherwise mode 3 (ACWE + Dice on that many labelled slices).
     index : the slice shown: y, and the label-free lesion against the truth.
     epochs, seed, device : the short training.
@@ -176,6 +177,7 @@ def plot_acwe_trial(volume, mu: float, nu: float, n_labelled: int, index: int, e
     from nbutils.methods import acwe
 
     mode = "joint" if n_labelled else "unsupervised"
+    nu = acwe.area_weight(nu, mode)
     result = acwe.fit(SliceDataset([volume]), mode=mode, n_labelled=n_labelled, mu=mu, nu=nu,
                       channel=volume.flair_channel, epochs=epochs, seed=seed, device=device, progress=False)
     y = acwe.probabilities(result.model, volume.image)
@@ -209,7 +211,8 @@ def acwe_explorer(volume, epochs: int = 15, largest_cc: bool = True, device="cpu
         plot_acwe_trial, volume=w.fixed(volume), epochs=w.fixed(epochs), seed=w.fixed(0),
         largest_cc=w.fixed(largest_cc), device=w.fixed(device),
         mu=w.FloatSlider(0.0, min=0.0, max=0.5, step=0.05, description="mu", continuous_update=False),
-        nu=w.FloatSlider(0.0, min=0.0, max=0.2, step=0.01, description="nu", continuous_update=False),
+        nu=w.FloatSlider(DEFAULT_NU, min=0.0, max=0.02, step=0.0025, description="nu", readout_format=".4f",
+                         continuous_update=False),
         n_labelled=w.IntSlider(0, 0, len(volume.image), description="labelled", continuous_update=False),
         index=w.IntSlider(len(volume.image) // 2, 0, len(volume.image) - 1, description="slice",
                           continuous_update=False),

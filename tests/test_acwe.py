@@ -13,11 +13,12 @@ from nbutils.models import FullResCNN
 def numpy_acwe(y, x, mask, mu, nu, eps=1e-8):
     """Chen & Frey's ACWE loss (MIDL 2020, eq. 2-3) written out with loops over channels, for one image (H, W)."""
     y, w = y.astype(np.float64), mask.astype(np.float64)
-    total = 0.0
+    total, brightness = 0.0, 0.0
     for xc in x:  # channels
         c_in = (y * w * xc).sum() / ((y * w).sum() + eps)
         c_out = ((1 - y) * w * xc).sum() / (((1 - y) * w).sum() + eps)
         total += (y * w * (xc - c_in) ** 2).sum() + ((1 - y) * w * (xc - c_out) ** 2).sum()
+        brightness += c_in - c_out
     yw = y * w
     h, wd = yw.shape
     length = 0.0
@@ -26,7 +27,8 @@ def numpy_acwe(y, x, mask, mu, nu, eps=1e-8):
             dx = yw[i, j + 1] - yw[i, j] if j + 1 < wd else 0.0
             dy = yw[i + 1, j] - yw[i, j] if i + 1 < h else 0.0
             length += np.sqrt(dx * dx + dy * dy + eps)
-    return total + mu * length + nu * yw.sum()
+    bright = yw if brightness >= 0 else (1 - y) * w  # the area is the brighter region's
+    return total + mu * length + nu * bright.sum()
 
 
 def test_acwe_loss_matches_numpy_formula():
@@ -48,8 +50,40 @@ def test_acwe_region_means_hand_worked():
     terms = acwe.acwe_terms(y, x)
     assert terms["region_in"].item() == pytest.approx(2.0)  # (2-3)^2 + (4-3)^2
     assert terms["region_out"].item() == pytest.approx(50.0)  # 25 + 25
-    assert terms["area"].item() == pytest.approx(2.0)
+    assert terms["area"].item() == pytest.approx(2.0)  # the brighter region is 1 - y: its area
     assert terms["length"].item() == pytest.approx(1.0, abs=1e-3)  # one unit step
+
+
+def test_area_is_the_brighter_regions_whichever_y_is():
+    x = torch.tensor([[[[0.1, 0.1, 0.1, 0.9]]]])
+    bright_y = torch.tensor([[[[0.0, 0.0, 0.0, 1.0]]]])
+    assert acwe.acwe_terms(bright_y, x)["area"].item() == pytest.approx(1.0)
+    assert acwe.acwe_terms(1 - bright_y, x)["area"].item() == pytest.approx(1.0)  # same split, y the dark side
+    loss = acwe.acwe_loss(bright_y, x, nu=0.1)["loss"].item()
+    assert acwe.acwe_loss(1 - bright_y, x, nu=0.1)["loss"].item() == pytest.approx(loss)
+
+
+def test_area_weight_turns_dark_versus_rest_into_lesion_versus_rest():
+    # FLAIR-like: 20 dark (CSF) pixels, 75 tissue, 5 bright (lesion). Without the area term the energy
+    # prefers dark | rest (0.42 < 0.99, worked by hand); weighing the bright region's area (nu = 0.01 per pixel)
+    # makes the 5-pixel lesion alone the cheaper split (1.04 < 1.22), whichever region y is.
+    x = torch.tensor([0.05] * 20 + [0.3] * 75 + [0.6] * 5).reshape(1, 1, 1, 100)
+    dark_rest, lesion_rest = (x > 0.2).double(), (x > 0.45).double()
+
+    def energy(y, nu):
+        return acwe.acwe_loss(y, x, nu=nu, reduction="sum")["loss"].item()
+
+    for flip in (False, True):
+        a, b = (1 - dark_rest, 1 - lesion_rest) if flip else (dark_rest, lesion_rest)
+        assert energy(a, 0.0) == pytest.approx(0.4219, abs=1e-3) and energy(b, 0.0) == pytest.approx(0.9868, abs=1e-3)
+        assert energy(b, 0.01) < energy(a, 0.01)
+
+
+def test_area_weight_defaults_by_mode():
+    assert acwe.area_weight(None, "unsupervised") == acwe.area_weight(None, "finetune") == acwe.DEFAULT_NU > 0
+    assert acwe.area_weight(None, "joint") == acwe.area_weight(None, "joint-all") == 0.0  # labels define the region
+    assert acwe.area_weight(0.01, "joint") == 0.01 and acwe.area_weight(0.0, "unsupervised") == 0.0
+    assert methods.get("acwe", "ci", {}).options.nu is None
 
 
 def test_acwe_loss_gradcheck():
