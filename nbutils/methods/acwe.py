@@ -8,9 +8,9 @@ MIDL 2020, arXiv:2001.10155. A network maps the image to y in [0, 1] per pixel (
 
 with sums over the pixels of a region mask (the brain), per image. The area is that of the brighter region
 (sum y where c_in >= c_out, else sum (1 - y)): Chan & Vese charge the area inside the contour, and the lesion we
-want inside is hyperintense on FLAIR; which of y and 1 - y the network makes bright is its own choice. Four modes: (1) unsupervised;
-(2) ACWE pretraining, then fine-tuning on n labelled slices; (3) ACWE + a label loss on n labelled
-slices from scratch; (4) the same with every slice labelled. For K > 2 classes, the robust fuzzy
+want inside is hyperintense on FLAIR; which of y and 1 - y the network makes bright is its own choice.
+Four modes: (1) unsupervised; (2) ACWE pretraining, then fine-tuning on n labelled slices; (3) ACWE + a label
+loss on n labelled slices from scratch; (4) the same with every slice labelled. For K > 2 classes, the robust fuzzy
 c-means (RFCM) loss of Chen et al., Medical Physics 2021, doi:10.1002/mp.14903 (:func:`rfcm_loss`).
 """
 
