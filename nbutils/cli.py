@@ -425,24 +425,33 @@ def cmd_methods(args) -> int:
         print(f"{name}  ({cls.title}; {kind})  {cls.reference}")
         for row in cls.Options.describe():
             choices = f" {{{','.join(map(str, row['choices']))}}}" if row["choices"] else ""
-            ci = "" if row["ci"] == row["default"] else f", ci {row['ci']}"
-            print(f"    --{row['name'].replace('_', '-'):<16} {row['type']:<6} default {row['default']}{ci}{choices}: "
+            print(f"    --{row['name'].replace('_', '-'):<16} {row['type']:<6} {_default(row, brackets=False)}{choices}: "
                   f"{row['help']}")
     return 0
+
+
+def _default(row: dict, brackets: bool = True) -> str:
+    """An option's default as the help shows it: "default 100 [ci 30]" (or ", ci 30"); "" for a default of None,
+    which the option's own help describes (it depends on other options)."""
+    if row["default"] is None:
+        return ""
+    if row["ci"] == row["default"]:
+        return f"default {row['default']}"
+    return f"default {row['default']}" + (f" [ci {row['ci']}]" if brackets else f", ci {row['ci']}")
 
 
 def _add_method_options(parser: argparse.ArgumentParser, cls) -> None:
     group = parser.add_argument_group(f"{cls.name} options (default: full profile; ci in brackets)")
     for row in cls.Options.describe():
-        ci = "" if row["ci"] == row["default"] else f" [ci {row['ci']}]"
+        default = f" ({_default(row)})" if row["default"] is not None else ""
         if row["type"] == "bool":
             group.add_argument(f"--{row['name'].replace('_', '-')}", dest=row["name"], default=None,
-                               action=argparse.BooleanOptionalAction, help=f"{row['help']} (default {row['default']}{ci})")
+                               action=argparse.BooleanOptionalAction, help=f"{row['help']}{default}")
             continue
         kind = {"int": int, "float": float, "str": str}[row["type"]]
         group.add_argument(f"--{row['name'].replace('_', '-')}", dest=row["name"], type=kind, default=None,
                            choices=row["choices"], metavar=None if row["choices"] else row["type"].upper(),
-                           help=f"{row['help']} (default {row['default']}{ci})")
+                           help=f"{row['help']}{default}")
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from nbutils.methods.acwe import DEFAULT_NU
 from nbutils.methods.dcn import DEFAULT_LAM
 from nbutils.methods.deepgmm import DEFAULT_INIT, INITS
 from nbutils.viz import show_slice
+
+NU_STEPS = (0.0, 0.001, 0.0025, 0.005, 0.01, 0.02)  # the ACWE explorer's area weights besides the mode's default
 
 
 def plot_scrubbed_slice(volume: np.ndarray, index: int, low: float = 0.0, high: float = 1.0,
@@ -194,6 +195,9 @@ def plot_acwe_trial(volume, mu: float, nu: float | None, n_labelled: int, index:
 def acwe_explorer(volume, epochs: int = 15, largest_cc: bool = True, device="cpu"):
     """Sliders for mu, nu and the labelled slices (each move re-trains briefly) and the slice.
 
+    nu starts at the mode's default (:func:`nbutils.methods.acwe.area_weight`: 0 once slices are labelled);
+    the other stops are :data:`NU_STEPS`.
+
     Parameters
     ----------
     volume : :class:`nbutils.data.datasets.Volume` (with ``target`` for the Dice in the title).
@@ -211,8 +215,8 @@ def acwe_explorer(volume, epochs: int = 15, largest_cc: bool = True, device="cpu
         plot_acwe_trial, volume=w.fixed(volume), epochs=w.fixed(epochs), seed=w.fixed(0),
         largest_cc=w.fixed(largest_cc), device=w.fixed(device),
         mu=w.FloatSlider(0.0, min=0.0, max=0.5, step=0.05, description="mu", continuous_update=False),
-        nu=w.FloatSlider(DEFAULT_NU, min=0.0, max=0.02, step=0.0025, description="nu", readout_format=".4f",
-                         continuous_update=False),
+        nu=w.SelectionSlider(options=[("mode's", None)] + [(f"{v:g}", v) for v in NU_STEPS], index=0,
+                             description="nu", continuous_update=False),
         n_labelled=w.IntSlider(0, 0, len(volume.image), description="labelled", continuous_update=False),
         index=w.IntSlider(len(volume.image) // 2, 0, len(volume.image) - 1, description="slice",
                           continuous_update=False),

@@ -86,6 +86,16 @@ def test_area_weight_defaults_by_mode():
     assert methods.get("acwe", "ci", {}).options.nu is None
 
 
+def test_explorer_nu_slider_starts_at_each_modes_default(monkeypatch):
+    from nbutils import widgets
+
+    calls = []
+    monkeypatch.setattr(widgets, "plot_acwe_trial", lambda **kw: calls.append(kw))
+    v = Volume("flat", np.zeros((3, 1, 8, 8), np.float32), np.ones((3, 8, 8), bool), 0)
+    widgets.acwe_explorer(v)
+    assert calls[-1]["nu"] is None and calls[-1]["n_labelled"] == 0  # area_weight(None, mode) decides per mode
+
+
 def test_acwe_loss_gradcheck():
     rng = np.random.default_rng(1)
     y = torch.tensor(rng.uniform(0.1, 0.9, (2, 1, 4, 5)), requires_grad=True)

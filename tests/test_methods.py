@@ -93,6 +93,7 @@ def test_cli_help_of_a_method_lists_exactly_its_options(capsys):
     for name, cls in methods.METHODS.items():
         assert f"{name}  ({cls.title}" in listing
         assert all(f"--{row['name'].replace('_', '-')}" in listing for row in cls.Options.describe())
+    assert "default None" not in listing and "default 20, ci 3" in listing  # DCN's rounds; nu's default is per mode
 
 
 def test_fingerprint_changes_with_the_input_only():

@@ -35,6 +35,7 @@ from nbutils.runtime import batched
 from nbutils.train import fit as train_fit
 
 MODES = ("unsupervised", "finetune", "joint", "joint-all")  # the paper's modes 1-4
+JOINT_MODES = MODES[2:]  # ACWE and the label loss together
 ARCHITECTURES = ("resnet", "unet")
 EPS = 1e-8
 PRETRAIN = ".pretrain"  # suffix of the ACWE checkpoint of mode 2 before its fine-tuning
@@ -352,7 +353,7 @@ def area_weight(nu: float | None, mode: str) -> float:
     """
     if nu is not None:
         return nu
-    return 0.0 if mode in ("joint", "joint-all") else DEFAULT_NU
+    return 0.0 if mode in JOINT_MODES else DEFAULT_NU
 
 
 def fit(dataset: SliceDataset, *, mode: str = "unsupervised", n_labelled: int | None = 10, mu: float = 0.0,
