@@ -380,7 +380,7 @@ def cmd_compare(args) -> int:
     chosen = comparison.entries(args.methods.split(",") if args.methods else None)
     overrides = dict(k=args.k, seed=args.seed)
     for entry in chosen:  # every option is checked before any work
-        comparison.method_of(entry, cfg.profile, **overrides)
+        comparison.method_of(entry, cfg.profile, **overrides, size=args.size)
     if args.json:
         _writable(Path(args.json), "JSON file")
     start = time.perf_counter()
@@ -394,7 +394,7 @@ def cmd_compare(args) -> int:
         if missing:
             raise InputError(args.input, f"compare needs ground truth, and {len(missing)} case(s) have none "
                                          f"(e.g. {missing[0]})")
-    scores = comparison.compare(volumes, chosen, profile=cfg.profile, device=cfg.device,
+    scores = comparison.compare(volumes, chosen, profile=cfg.profile, device=cfg.device, size=args.size,
                                 largest_cc=not args.all_components, **overrides)
     result = evaluation.table(scores, str(cfg.device))
     seconds = time.perf_counter() - start
@@ -509,6 +509,10 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--subjects", type=int, default=None, help="phantom subjects (default: the profile's)")
     cp.add_argument("--k", type=int, default=None, help="clusters, for every method that has k (default: its own)")
     cp.add_argument("--seed", type=int, default=0)
+    cp.add_argument("--size", type=int, default=None,
+                    help="working size of every method, pixels (square slices; default: the deep methods' size in "
+                         "the profile); the methods without a size segment the volume resized to it, so that every "
+                         "method sees the same pixels")
     cp.add_argument("--all-components", action="store_true", help="keep every piece of the lesion (many small lesions)")
     cp.add_argument("--json", default=None, help="also write the table and the per-volume rows to this JSON file")
     _add_common(cp)

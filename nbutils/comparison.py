@@ -3,22 +3,26 @@
 Unsupervised methods that learn train once on all the input volumes (they use no labels, so they may
 fit on what they segment), then segment each volume; their training time is shared equally among the
 volumes. The supervised reference trains on a patient-wise split and is scored on the held-out
-patients only (its ``volumes`` column says how many). Scores per volume: label-free and oracle Dice,
-label-free HD95 in pixels, the lesion kept inside the brain mask.
+patients only (its ``volumes`` column says how many). Every method sees the same pixels: the deep
+methods work on slices squared to their ``size``, and the others segment the volume squared to that
+same size, their labels mapped back. Scores per volume, at each volume's own shape: label-free and
+oracle Dice, label-free HD95 in pixels, the lesion kept inside the brain mask.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from functools import partial
 from typing import Callable
 
 import pandas as pd
 from tqdm.auto import tqdm
 
 from nbutils import methods
-from nbutils.data.datasets import Volume
+from nbutils.data.datasets import Volume, at_size
 from nbutils.evaluation import score_volumes
+from nbutils.methods.base import DeepOptions
 from nbutils.methods.supervised import patient_split
 
 
@@ -96,7 +100,7 @@ def method_of(entry: Entry, profile: str = "ci", **overrides) -> methods.Method:
 
 
 def compare(volumes: list[Volume], chosen: list[Entry] | None = None, *, profile: str = "ci", device="cpu",
-            largest_cc: bool = True, test_fraction: float = 0.3, progress: bool = True,
+            size: int | None = None, largest_cc: bool = True, test_fraction: float = 0.3, progress: bool = True,
             callback: Callable | None = None, **overrides) -> pd.DataFrame:
     """Every chosen method on the same volumes, scored the same way.
 
@@ -105,6 +109,9 @@ def compare(volumes: list[Volume], chosen: list[Entry] | None = None, *, profile
     volumes : volumes with ground truth.
     chosen : entries (default: every one).
     profile, device : the methods' options profile and where they run.
+    size : the working size of every method, pixels: the deep methods' ``size`` option, and the methods
+        without one segment each volume squared to it (labels mapped back by nearest neighbour), so that a
+        deep method and its classical twin see the same pixels; None: the deep methods' size in ``profile``.
     largest_cc : one lesion per volume.
     test_fraction : the supervised reference's held-out share of the patients.
     progress : progress bars.
@@ -120,10 +127,11 @@ def compare(volumes: list[Volume], chosen: list[Entry] | None = None, *, profile
     """
     if any(v.target is None for v in volumes):
         raise ValueError("compare needs ground-truth lesion masks for every volume")
+    size = DeepOptions.for_profile(profile, size=overrides.pop("size", size)).size  # checked; None: the profile's
     frames = []
     trained: dict[tuple, tuple[methods.Model, float]] = {}
     for entry in tqdm(chosen or ENTRIES, desc="compare", unit="method", disable=not progress):
-        method = method_of(entry, profile, **overrides)
+        method = method_of(entry, profile, **overrides, size=size)
         common = dict(largest_cc=largest_cc, lesion=method.lesion, callback=callback, progress=progress)
         if method.supervised:
             train_names, test_names = patient_split([v.name for v in volumes], test_fraction, method.options.seed)
@@ -141,6 +149,8 @@ def compare(volumes: list[Volume], chosen: list[Entry] | None = None, *, profile
             frames.append(score_volumes(model.using(method).labels, volumes, entry.name,
                                         share=seconds / len(volumes), **common))
         else:
-            frames.append(score_volumes(lambda v: method.labels(v, device=device, progress=False), volumes,
-                                        entry.name, **common))
+            labels = partial(method.labels, device=device, progress=False)
+            if not hasattr(method.options, "size"):  # the deep methods' pixels
+                labels = partial(at_size, size=size, labeller=labels)
+            frames.append(score_volumes(labels, volumes, entry.name, **common))
     return pd.concat(frames, ignore_index=True)

@@ -71,3 +71,19 @@ def test_compare_needs_ground_truth():
     v = blob_volumes(1)[0]
     with pytest.raises(ValueError, match="needs ground-truth lesion masks"):
         comparison.compare([Volume("x", v.image, v.brain, 0)], comparison.entries(["kmeans"]), progress=False)
+
+
+def test_a_method_without_a_size_segments_the_deep_methods_pixels():
+    seen = {}
+    vols = blob_volumes(1, size=32)
+    scores = comparison.compare(vols, comparison.entries(["kmeans"]), progress=False, size=16, k=2,
+                                callback=lambda name, v, labels, lesion: seen.update(labels=labels))
+    labels = seen["labels"]
+    assert labels.shape == (2, 32, 32) and (labels[~vols[0].brain] == 0).all()
+    inside = vols[0].brain[:, ::2, ::2] & vols[0].brain[:, 1::2, 1::2]  # 2 x 2 blocks wholly in the brain
+    assert (labels[:, ::2, ::2][inside] == labels[:, 1::2, 1::2][inside]).all()  # one label per 16-pixel cell
+    native = methods.get("kmeans", "ci", k=2).labels(vols[0], progress=False)
+    assert (native[:, ::2, ::2][inside] != native[:, 1::2, 1::2][inside]).any()  # not so at the native size
+    assert scores["dice_label_free"].iloc[0] > 0.8
+    with pytest.raises(ValueError, match="size must be at least 16"):
+        comparison.compare(vols, comparison.entries(["kmeans"]), progress=False, size=8)
