@@ -443,7 +443,8 @@ def _default(row: dict, brackets: bool = True) -> str:
 def _add_method_options(parser: argparse.ArgumentParser, cls) -> None:
     group = parser.add_argument_group(f"{cls.name} options (default: full profile; ci in brackets)")
     for row in cls.Options.describe():
-        default = f" ({_default(row)})" if row["default"] is not None else ""
+        text = _default(row)
+        default = f" ({text})" if text else ""
         if row["type"] == "bool":
             group.add_argument(f"--{row['name'].replace('_', '-')}", dest=row["name"], default=None,
                                action=argparse.BooleanOptionalAction, help=f"{row['help']}{default}")
