@@ -152,3 +152,28 @@ def test_feature_pca_shows_two_features_in_red_and_green():
     plt.close(fig)
     assert rgb.shape == (8, 8, 3) and np.ptp(rgb[..., 0]) > 0.9 and np.ptp(rgb[..., 1]) > 0.9
     assert np.all(rgb[..., 2] == 0)
+
+
+@pytest.mark.parametrize("rule", dcn.CENTRE_RULES)
+def test_a_round_moves_each_centre_by_its_rule(rule):
+    ds = SliceDataset(_toy_volumes(1))
+    torch.manual_seed(0)
+    model = AutoEncoder(1, features=4)
+    start = dcn.features(model, ds, "cpu")[[0, 10 * 32 + 10]].clone()  # a pixel outside the square, one inside
+    res = dcn.fit(ds, 2, model=model, epochs=1, lr=0.0, batch_size=4, initial_centres=start, centre_rule=rule,
+                  progress=False)
+    z = dcn.features(res.model, ds, "cpu")  # the network of the pass (lr 0: only batch-norm statistics moved)
+    labels, m, sums = dcn.assign(start, z)
+    assert (m > 0).all()
+    if rule == "mean":  # the exact minimiser of the clustering term for these assignments
+        expected = sums / m[:, None]
+        assert res.counts.tolist() == m.tolist()
+    else:  # eq. 8 from counts of 100
+        expected = (100 * start + sums) / (100 + m[:, None])
+        assert res.counts.tolist() == (100 + m).tolist()
+    torch.testing.assert_close(res.centres, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_centre_rule_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown centre rule 'median'"):
+        dcn.fit(SliceDataset(_toy_volumes(1)), 2, centre_rule="median", progress=False)

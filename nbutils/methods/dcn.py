@@ -6,8 +6,12 @@ on reconstruction alone) gives features z_i = f(x)_i per pixel, trained jointly 
 
     L = MSE(x, g(f(x))) + lambda/2 * mean_i ||z_i - mu_{s_i}||^2,   s_i = nearest centre  (their eq. 5)
 
-alternating (I) network training on L with centres fixed and (II) the count-based centre update
-mu_k <- (1 - 1/n_k) mu_k + z_i / n_k with counts that persist (starting at 100; their eq. 8).
+alternating (I) network training on L with centres fixed and (II) a pass over the data with the
+network fixed, after which each centre becomes the mean of the features assigned to it (the exact
+minimiser of L's clustering term for those assignments), or, as the paper's minibatch version does,
+moves by the count rule mu_k <- (1 - 1/n_k) mu_k + z_i / n_k with counts that persist (starting at 100;
+their eq. 8). With millions of pixels per pass the persistent counts freeze the centres at the running
+mean of every past pass while the features move on.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from nbutils.train import loader
 from nbutils.train import load_checkpoint, save_checkpoint
 
 INITIAL_COUNT = 100  # DCN's starting count per centre
+CENTRE_RULES = ("mean", "counts")  # (II): the mean of this pass's points, or DCN's persistent count rule
 DEFAULT_LAM = 0.01  # clustering weight; at 1 nearly every brain pixel of real FLAIR goes to one centre, at 0.01 fewer do
 MAX_INIT_PIXELS = 65536  # features subsampled for the k-means++ start and for re-seeding empty centres
 PRETRAIN = ".pretrain"  # suffix of the autoencoder pretraining checkpoint beside DCN's own
@@ -233,16 +238,15 @@ def fit(dataset, k: int, *, model: AutoEncoder | None = None, in_channels: int =
         batch_size: int = 8, lr: float = 1e-3, device="cpu", checkpoint: str | os.PathLike | None = None,
         resume: bool = True, seed: int = 0, max_init_pixels: int = MAX_INIT_PIXELS, progress: bool = True,
         extra: dict | None = None, initial_centres: torch.Tensor | None = None,
-        standardize: bool = False) -> DCNResult:
+        standardize: bool = False, centre_rule: str = "mean") -> DCNResult:
     """DCN on a dataset of ``{"image", "brain"}`` slices with K clusters fixed before training.
 
     Pretrains an autoencoder unless ``model`` is given; initialises the centres by k-means++ on a
     subsample of brain-pixel features (or ``initial_centres``); then ``epochs`` rounds of (I)
     ``inner_epochs`` of network training on :func:`dcn_loss` and (II) one pass over the data with the
-    centres fixed, whose points then move them by the count rule (:func:`move_centres`; under torchrun the
-    counts and sums of every process are added first, so the centres are those of one process on all the
-    data), after which a centre no pixel chose is moved to the worst fit of ``max_init_pixels`` pixels of
-    the whole dataset.
+    centres fixed, whose points then move them (``centre_rule``; under torchrun the counts and sums of
+    every process are added first, so the centres are those of one process on all the data), after which
+    a centre no pixel chose is moved to the worst fit of ``max_init_pixels`` pixels of the whole dataset.
 
     Parameters
     ----------
@@ -258,6 +262,9 @@ def fit(dataset, k: int, *, model: AutoEncoder | None = None, in_channels: int =
         resumed; pretraining has its own checkpoint ``checkpoint + ".pretrain"``.
     max_init_pixels : the features subsampled for k-means++ and for re-seeding.
     initial_centres : (K, D) to start from instead of k-means++.
+    centre_rule : ``"mean"``: each centre becomes the mean of the features assigned to it in the pass
+        (its count restarts at that pass's points); ``"counts"``: :func:`move_centres` with the counts
+        of every earlier pass (Yang et al.'s eq. 8, made for minibatches).
 
     Returns
     -------
@@ -267,6 +274,8 @@ def fit(dataset, k: int, *, model: AutoEncoder | None = None, in_channels: int =
     ----------
     Yang, Fu, Sidiropoulos, Hong, "Towards K-means-friendly Spaces", ICML 2017, arXiv:1610.04794.
     """
+    if centre_rule not in CENTRE_RULES:
+        raise ValueError(f"unknown centre rule {centre_rule!r}; choose one of {', '.join(CENTRE_RULES)}")
     device = torch.device(device)
     history: list[dict] = []
     start = 0
@@ -311,6 +320,8 @@ def fit(dataset, k: int, *, model: AutoEncoder | None = None, in_channels: int =
                 hits += m
                 sums += s
             hits, sums = all_sum(hits), all_sum(sums)
+            if centre_rule == "mean":
+                counts.zero_()
             move_centres(centres, counts, hits, sums)
         reseeded = 0
         if (hits == 0).any():
@@ -436,6 +447,8 @@ class DCNOptions(DeepOptions):
     lr: float = option(1e-3, "Adam learning rate", low=0.0)
     standardize: bool = option(False, "batch norm (no affine) on the features, against their collapse "
                                "(Kim & Kanezaki 2020)")
+    centres: str = option("mean", "centre update after each pass: the mean of its points in that pass, or DCN's "
+                          "count rule with counts that persist over the passes (the paper's)", choices=CENTRE_RULES)
 
     ci: ClassVar[dict] = {**DeepOptions.ci, "pretrain_epochs": 15, "epochs": 3}
 
@@ -466,7 +479,7 @@ class DCN(TrainableMethod):
         result = fit(dataset, o.k, in_channels=dataset.channels, lam=o.lam, features_per_pixel=o.features,
                      pretrain_epochs=o.pretrain_epochs, epochs=o.epochs, batch_size=o.batch_size, lr=o.lr,
                      device=device, checkpoint=checkpoint, seed=o.seed, progress=progress, extra=extra,
-                     standardize=o.standardize)
+                     standardize=o.standardize, centre_rule=o.centres)
         state = dict(config=result.model.config, centres=result.centres.cpu(), counts=result.counts.cpu(),
                      history=result.history, **extra)
         return DCNModel(self, state, device, result.model)
