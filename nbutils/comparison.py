@@ -127,7 +127,7 @@ def compare(volumes: list[Volume], chosen: list[Entry] | None = None, *, profile
     """
     if any(v.target is None for v in volumes):
         raise ValueError("compare needs ground-truth lesion masks for every volume")
-    size = DeepOptions.for_profile(profile, size=overrides.pop("size", size)).size  # checked; None: the profile's
+    size = DeepOptions.for_profile(profile, size=size).size  # checked; None: the profile's
     frames = []
     trained: dict[tuple, tuple[methods.Model, float]] = {}
     for entry in tqdm(chosen or ENTRIES, desc="compare", unit="method", disable=not progress):

@@ -10,8 +10,8 @@ alternating (I) network training on L with centres fixed and (II) a pass over th
 network fixed, after which each centre becomes the mean of the features assigned to it (the exact
 minimiser of L's clustering term for those assignments), or, as the paper's minibatch version does,
 moves by the count rule mu_k <- (1 - 1/n_k) mu_k + z_i / n_k with counts that persist (starting at 100;
-their eq. 8). With hundreds of thousands of pixels per pass the persistent counts freeze the centres at the running
-mean of every past pass while the features move on.
+their eq. 8). With hundreds of thousands of pixels per pass the persistent counts freeze the centres
+at the running mean of every past pass while the features move on.
 """
 
 from __future__ import annotations
