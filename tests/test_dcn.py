@@ -177,3 +177,32 @@ def test_a_round_moves_each_centre_by_its_rule(rule):
 def test_unknown_centre_rule_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown centre rule 'median'"):
         dcn.fit(SliceDataset(_toy_volumes(1)), 2, centre_rule="median", progress=False)
+
+
+def test_intensity_start_is_each_intensity_class_mean_feature():
+    x = torch.tensor([[0.1], [0.12], [0.9], [0.88], [0.5], [0.52]])  # three intensity classes, in pairs
+    z = torch.tensor([[1.0, 0], [3, 0], [0, 5], [0, 7], [2, 2], [4, 4]])
+    centres = dcn.intensity_start(z, x, 3)
+    torch.testing.assert_close(centres, torch.tensor([[2.0, 0], [3, 3], [0, 6]]))  # darkest class first
+
+
+@pytest.mark.parametrize("init", dcn.INITS)
+def test_fit_starts_from_its_init(init):
+    ds = SliceDataset(_toy_volumes(1))
+    torch.manual_seed(0)
+    model = AutoEncoder(1, features=4)
+    z, x = dcn.brain_pixels(model, ds, "cpu", max_pixels=dcn.MAX_INIT_PIXELS)
+    expected = dcn.intensity_start(z, x, 2) if init == "intensity" else kmeans(z, 2)[0]
+    # lr 0 and the count rule from counts of 100: the pass moves the start by a known amount
+    res = dcn.fit(ds, 2, model=model, epochs=1, lr=0.0, batch_size=4, init=init, centre_rule="counts",
+                  progress=False)
+    after = dcn.features(res.model, ds, "cpu")  # lr 0: only batch-norm statistics moved
+    labels, m, sums = dcn.assign(expected, after)
+    torch.testing.assert_close(res.centres, (100 * expected + sums) / (100 + m[:, None]), rtol=1e-5, atol=1e-6)
+    if init == "intensity":  # the brighter class, the bright square, is the second centre
+        assert (labels.reshape(4, 32, 32)[:, 10, 10] == 1).all() and (labels.reshape(4, 32, 32)[:, 2, 2] == 0).all()
+
+
+def test_unknown_init_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown init 'random'"):
+        dcn.fit(SliceDataset(_toy_volumes(1)), 2, init="random", progress=False)

@@ -11,7 +11,9 @@ network fixed, after which each centre becomes the mean of the features assigned
 minimiser of L's clustering term for those assignments), or, as the paper's minibatch version does,
 moves by the count rule mu_k <- (1 - 1/n_k) mu_k + z_i / n_k with counts that persist (starting at 100;
 their eq. 8). With hundreds of thousands of pixels per pass the persistent counts freeze the centres
-at the running mean of every past pass while the features move on.
+at the running mean of every past pass while the features move on. The centres start at the mean
+features of the k-means classes of the pixels' intensities; the paper starts from k-means on the
+pretrained features, from which the joint rounds lost the lesion more often on real FLAIR.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from nbutils.train import loader
 from nbutils.train import load_checkpoint, save_checkpoint
 
 INITIAL_COUNT = 100  # DCN's starting count per centre
+INITS = ("intensity", "features")  # the start: the intensity classes' mean features, or k-means++ on the features
 CENTRE_RULES = ("mean", "counts")  # (II): the mean of this pass's points, or DCN's persistent count rule
 DEFAULT_LAM = 0.01  # clustering weight; at 1 nearly every brain pixel of real FLAIR goes to one centre, at 0.01 fewer do
 MAX_INIT_PIXELS = 65536  # features subsampled for the k-means++ start and for re-seeding empty centres
@@ -169,9 +172,9 @@ def reseed_empty(centres: torch.Tensor, counts: torch.Tensor, hits: torch.Tensor
 
 
 @torch.no_grad()
-def features(model: AutoEncoder, dataset, device, batch_size: int = 8, max_pixels: int | None = None,
-             seed: int = 0) -> torch.Tensor:
-    """Brain-pixel features of a dataset.
+def brain_pixels(model: AutoEncoder, dataset, device, batch_size: int = 8, max_pixels: int | None = None,
+                 seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features and intensities of a dataset's brain pixels.
 
     Parameters
     ----------
@@ -184,18 +187,46 @@ def features(model: AutoEncoder, dataset, device, batch_size: int = 8, max_pixel
 
     Returns
     -------
-    (M, D) features on ``device``.
+    (features (M, D), intensities (M, C)) of the same pixels, on ``device``.
     """
     model.eval()
-    out = []
+    zs, xs = [], []
     for batch in torch.utils.data.DataLoader(dataset, batch_size=batch_size):
-        z, _ = model(batch["image"].to(device))
-        out.append(_pixels(z.float(), batch["brain"].to(device)))
-    pix = torch.cat(out)
-    if max_pixels is not None and len(pix) > max_pixels:
-        g = torch.Generator().manual_seed(seed)
-        pix = pix[torch.randperm(len(pix), generator=g)[:max_pixels].to(pix.device)]
-    return pix
+        image, brain = batch["image"].to(device), batch["brain"].to(device)
+        z, _ = model(image)
+        zs.append(_pixels(z.float(), brain))
+        xs.append(_pixels(image.float(), brain))
+    z, x = torch.cat(zs), torch.cat(xs)
+    if max_pixels is not None and len(z) > max_pixels:
+        keep = torch.randperm(len(z), generator=torch.Generator().manual_seed(seed))[:max_pixels].to(z.device)
+        z, x = z[keep], x[keep]
+    return z, x
+
+
+def features(model: AutoEncoder, dataset, device, batch_size: int = 8, max_pixels: int | None = None,
+             seed: int = 0) -> torch.Tensor:
+    """(M, D) brain-pixel features of a dataset (see :func:`brain_pixels`)."""
+    return brain_pixels(model, dataset, device, batch_size, max_pixels, seed)[0]
+
+
+def intensity_start(z: torch.Tensor, x: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
+    """DCN's starting centres from the intensity classes: the mean feature of each k-means class of the
+    pixels' intensities.
+
+    Parameters
+    ----------
+    z : (M, D) features.
+    x : (M, C) the same pixels' intensities.
+    k : classes.
+    seed : k-means' starts.
+
+    Returns
+    -------
+    (K, D) centres, ordered by their class's mean first channel (the darkest first).
+    """
+    centres, labels, _ = kmeans(x, k, seed=seed)
+    order = torch.argsort(centres[:, 0])
+    return torch.stack([z[labels == j].mean(0) for j in order.tolist()])
 
 
 @dataclasses.dataclass
@@ -238,11 +269,11 @@ def fit(dataset, k: int, *, model: AutoEncoder | None = None, in_channels: int =
         batch_size: int = 8, lr: float = 1e-3, device="cpu", checkpoint: str | os.PathLike | None = None,
         resume: bool = True, seed: int = 0, max_init_pixels: int = MAX_INIT_PIXELS, progress: bool = True,
         extra: dict | None = None, initial_centres: torch.Tensor | None = None,
-        standardize: bool = False, centre_rule: str = "mean") -> DCNResult:
+        standardize: bool = False, centre_rule: str = "mean", init: str = "intensity") -> DCNResult:
     """DCN on a dataset of ``{"image", "brain"}`` slices with K clusters fixed before training.
 
-    Pretrains an autoencoder unless ``model`` is given; initialises the centres by k-means++ on a
-    subsample of brain-pixel features (or ``initial_centres``); then ``epochs`` rounds of (I)
+    Pretrains an autoencoder unless ``model`` is given; initialises the centres from a subsample of
+    brain pixels (``init``; or ``initial_centres``); then ``epochs`` rounds of (I)
     ``inner_epochs`` of network training on :func:`dcn_loss` and (II) one pass over the data with the
     centres fixed, whose points then move them (``centre_rule``; under torchrun the counts and sums of
     every process are added first, so the centres are those of one process on all the data), after which
@@ -261,7 +292,10 @@ def fit(dataset, k: int, *, model: AutoEncoder | None = None, in_channels: int =
     checkpoint, resume, extra : the state after each round is saved atomically (with ``extra``) and
         resumed; pretraining has its own checkpoint ``checkpoint + ".pretrain"``.
     max_init_pixels : the features subsampled for k-means++ and for re-seeding.
-    initial_centres : (K, D) to start from instead of k-means++.
+    initial_centres : (K, D) to start from instead of ``init``.
+    init : ``"intensity"``: the mean features of the k-means classes of the pixels' intensities
+        (:func:`intensity_start`; a departure from the paper, which starts from k-means on the pretrained
+        features); ``"features"``: k-means (k-means++ starts) on the features, as the paper.
     centre_rule : ``"mean"``: each centre becomes the mean of the features assigned to it in the pass
         (its count restarts at that pass's points); ``"counts"``: :func:`move_centres` with the counts
         of every earlier pass (Yang et al.'s eq. 8, made for minibatches).
@@ -276,6 +310,8 @@ def fit(dataset, k: int, *, model: AutoEncoder | None = None, in_channels: int =
     """
     if centre_rule not in CENTRE_RULES:
         raise ValueError(f"unknown centre rule {centre_rule!r}; choose one of {', '.join(CENTRE_RULES)}")
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
     device = torch.device(device)
     history: list[dict] = []
     start = 0
@@ -298,8 +334,8 @@ def fit(dataset, k: int, *, model: AutoEncoder | None = None, in_channels: int =
         centres = initial_centres.to(device, torch.float32).clone()
         counts = torch.full((k,), INITIAL_COUNT, dtype=torch.long, device=device)
     else:
-        pix = features(model, dataset, device, batch_size, max_init_pixels, seed)
-        centres, _, _ = kmeans(pix, k, seed=seed)
+        z, x = brain_pixels(model, dataset, device, batch_size, max_init_pixels, seed)
+        centres = intensity_start(z, x, k, seed) if init == "intensity" else kmeans(z, k, seed=seed)[0]
         counts = torch.full((k,), INITIAL_COUNT, dtype=torch.long, device=device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     if state is not None and "optimizer" in state:
@@ -447,6 +483,9 @@ class DCNOptions(DeepOptions):
     lr: float = option(1e-3, "Adam learning rate", low=0.0)
     standardize: bool = option(False, "batch norm (no affine) on the features, against their collapse "
                                "(Kim & Kanezaki 2020)")
+    init: str = option("intensity", "the centres' start: the mean features of the intensities' k-means classes "
+                       "(a departure from the paper), or k-means on the pretrained features (the paper's)",
+                       choices=INITS)
     centres: str = option("mean", "centre update after each pass: the mean of its points in that pass, or DCN's "
                           "count rule with counts that persist over the passes (the paper's)", choices=CENTRE_RULES)
 
@@ -479,7 +518,7 @@ class DCN(TrainableMethod):
         result = fit(dataset, o.k, in_channels=dataset.channels, lam=o.lam, features_per_pixel=o.features,
                      pretrain_epochs=o.pretrain_epochs, epochs=o.epochs, batch_size=o.batch_size, lr=o.lr,
                      device=device, checkpoint=checkpoint, seed=o.seed, progress=progress, extra=extra,
-                     standardize=o.standardize, centre_rule=o.centres)
+                     standardize=o.standardize, centre_rule=o.centres, init=o.init)
         state = dict(config=result.model.config, centres=result.centres.cpu(), counts=result.counts.cpu(),
                      history=result.history, **extra)
         return DCNModel(self, state, device, result.model)
