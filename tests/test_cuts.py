@@ -115,13 +115,29 @@ def test_each_stage2_keeps_two_separated_groups_apart(stage2):
     z = np.zeros((2, 3, 32, 32), np.float32)  # embeddings: the two halves far apart, noise elsewhere
     z[:, 0] = np.where(group, 5.0, 0.0) + rng.normal(0, 0.05, (2, 32, 32))
     z[:, 1] = rng.normal(0, 0.05, (2, 32, 32))
-    labels = cuts.cluster(z, v.brain, v.flair, stage2, k=2, max_points=256)
+    labels = cuts.cluster(z, v.brain, v.flair, stage2, k=2, max_points=256, intensity=0.0)  # the embeddings alone
     assert labels.shape == v.brain.shape and (labels[~v.brain] == 0).all()
     for c in np.unique(labels[v.brain]):  # every cluster lies in one half
         share = group[labels == c].mean()
         assert share < 0.01 or share > 0.99, (c, share)
     if stage2 != "condensation":  # exactly two clusters: the two halves
         assert len(np.unique(labels[v.brain])) == 2
+
+
+def test_points_append_the_flair_scaled_to_the_embeddings_length():
+    rng = np.random.default_rng(0)
+    mask = rng.random((2, 16, 16)) > 0.3
+    z = rng.normal(size=(2, 5, 16, 16)).astype(np.float32) * np.array([1, 2, 3, 4, 5], np.float32)[None, :, None, None]
+    flair = rng.random((2, 16, 16))
+    alone = cuts.points(z, mask)  # no FLAIR given: the embeddings alone
+    x = cuts.points(z, mask, flair, intensity=2.0)
+    assert alone.shape == (mask.sum(), 5) and x.shape == (mask.sum(), 6)
+    np.testing.assert_allclose(x[:, :5], alone, atol=1e-5)
+    rms = np.sqrt((alone.astype(np.float64) ** 2).sum(1).mean())  # sqrt(5): standardised, all components kept
+    assert abs(rms - np.sqrt(5)) < 1e-4
+    f = flair[mask]
+    np.testing.assert_allclose(x[:, 5], 2.0 * rms * (f - f.mean()) / f.std(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(cuts.points(z, mask, flair, intensity=0.0), alone)
 
 
 def test_stage2_bad_input():

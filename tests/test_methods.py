@@ -217,10 +217,30 @@ def test_cuts_intensity_weight_brings_back_the_brightness_the_embeddings_lost():
     flair = np.where(np.arange(20)[None, None, :] < 5, 1.0, 0.2) * mask  # a bright stripe
     z = rng.normal(size=(1, 4, 20, 20)).astype(np.float32)  # embeddings that know nothing of it
     bright = flair[mask] > 0.5
-    blind = cuts.cluster(z, mask, flair, "kmeans", 2)[mask]
+    blind = cuts.cluster(z, mask, flair, "kmeans", 2, intensity=0.0)[mask]
     seeing = cuts.cluster(z, mask, flair, "kmeans", 2, intensity=10.0)[mask]
 
     def splits_the_stripe(labels):
         return (labels[bright] == labels[bright][0]).all() and (labels[~bright] != labels[bright][0]).all()
 
     assert splits_the_stripe(seeing) and not splits_the_stripe(blind)
+
+
+def test_cuts_intensity_weight_is_relative_to_the_embeddings_spread():
+    from nbutils.methods import cuts
+
+    mask = np.ones((1, 20, 20), bool)
+    rows = np.arange(20)[None, :, None] < 10  # the embeddings split top from bottom
+    flair = np.broadcast_to(np.where(np.arange(20)[None, None, :] < 10, 1.0, 0.2), mask.shape)  # FLAIR left / right
+    top = np.broadcast_to(rows, mask.shape)
+    # four copies of one binary feature: standardised and reduced, one component of variance 4 (RMS length 2)
+    z = np.repeat(np.broadcast_to(rows, mask.shape)[:, None].astype(np.float32), 4, 1)
+    z = z * np.array([1.0, 3.0, 0.1, 100.0], np.float32)[None, :, None, None]  # per-feature scales do not matter
+    left = flair[mask] > 0.5
+
+    def split_by(labels, side):
+        return (labels[side] == labels[side][0]).all() and (labels[~side] != labels[side][0]).all()
+
+    weaker = cuts.cluster(z, mask, flair, "kmeans", 2, intensity=0.5)[mask]  # FLAIR variance 0.25 x 4 < 4
+    stronger = cuts.cluster(z, mask, flair, "kmeans", 2, intensity=1.5)[mask]  # 2.25 x 4 > 4
+    assert split_by(weaker, top[mask]) and split_by(stronger, left)

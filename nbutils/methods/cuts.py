@@ -8,9 +8,10 @@ each anchor's positive is a nearby pixel whose P x P patch is similar (SSIM > 0.
 else an adjacent pixel); the other anchors' positives are its negatives. Loss =
 lambda * NT-Xent(tau) + (1 - lambda) * MSE(patch, MLP(z_anchor)).
 
-Stage 2 (:func:`cluster`): the embeddings of the brain pixels, L2-normalised and reduced by PCA,
-are cut by (a) k-means, (b) spectral k-means (k-means on the PHATE diffusion potential) or
-(c) diffusion condensation (:mod:`nbutils.methods.condensation`) at a label-free level.
+Stage 2 (:func:`cluster`): the embeddings of the brain pixels, scaled and reduced by PCA, with their
+FLAIR appended by default (:func:`points`; a departure from the paper), are cut by (a) k-means,
+(b) spectral k-means (k-means on the PHATE diffusion potential) or (c) diffusion condensation
+(:mod:`nbutils.methods.condensation`) at a label-free level.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from nbutils.train import fit as train_fit
 STAGE2 = ("kmeans", "spectral", "condensation")
 SCALINGS = ("standard", "l2")
 LEVEL_RULES = ("persistence", "structures")
+DEFAULT_INTENSITY = 1.0  # stage 2: FLAIR weighs as much as the embedding (a departure; the paper's is 0)
 SSIM_C1, SSIM_C2 = 0.01**2, 0.03**2  # SSIM constants for a data range of 1
 
 
@@ -279,14 +281,19 @@ def embed(model: PixelCUTS, image: np.ndarray, batch_size: int = 8) -> np.ndarra
     return np.concatenate([z.float().cpu().numpy() for z in batched(model, image, batch_size)])
 
 
-def points(z: np.ndarray, mask: np.ndarray, n_components: int = 10, scaling: str = "standard",
-           seed: int = 0) -> np.ndarray:
-    """Stage 2's input: the embeddings of the pixels in a mask, scaled and reduced by PCA.
+def points(z: np.ndarray, mask: np.ndarray, flair: np.ndarray | None = None, *, intensity: float = DEFAULT_INTENSITY,
+           n_components: int = 10, scaling: str = "standard", seed: int = 0) -> np.ndarray:
+    """Stage 2's input: the embeddings of the pixels in a mask, scaled and reduced by PCA, and their FLAIR.
 
     Parameters
     ----------
     z : (S, D, H, W) embeddings.
     mask : (S, H, W) bool.
+    flair : (S, H, W) or None (the embeddings alone).
+    intensity : weight of the FLAIR column appended to the reduced embeddings: the FLAIR standardised and then
+        scaled to ``intensity`` times the points' root-mean-square length (1: it spreads as much as the whole
+        embedding; 0: the embeddings alone, as the paper). A departure from CUTS that keeps the cue the lesion is
+        defined by.
     n_components : PCA components kept.
     scaling : ``"l2"`` L2-normalises each embedding (the CUTS paper's; it discards the norm, which carries
         much of the intensity); ``"standard"`` centres each feature and divides it by its standard deviation.
@@ -294,7 +301,7 @@ def points(z: np.ndarray, mask: np.ndarray, n_components: int = 10, scaling: str
 
     Returns
     -------
-    (N, n_components) float32; a ValueError for NaN or infinite embeddings.
+    (N, n_components [+ 1]) float32; a ValueError for NaN or infinite embeddings.
     """
     if scaling not in SCALINGS:
         raise ValueError(f"unknown scaling {scaling!r}; choose one of {', '.join(SCALINGS)}")
@@ -307,7 +314,12 @@ def points(z: np.ndarray, mask: np.ndarray, n_components: int = 10, scaling: str
     else:
         x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-12)
     n = min(n_components, x.shape[1], len(x))
-    return PCA(n, random_state=seed).fit_transform(x).astype(np.float32) if len(x) > 1 else x[:, :n].astype(np.float32)
+    x = PCA(n, random_state=seed).fit_transform(x) if len(x) > 1 else x[:, :n]
+    if flair is not None and intensity > 0:
+        f = flair[mask].astype(np.float64)
+        scale = intensity * np.sqrt(np.mean(np.sum(x**2, 1)))  # PCA's points are centred
+        x = np.concatenate([x, (scale * (f - f.mean()) / max(float(f.std()), 1e-12))[:, None]], 1)
+    return x.astype(np.float32)
 
 
 def spectral_kmeans(x: np.ndarray, k: int, *, max_points: int = 2048, seed: int = 0) -> np.ndarray:
@@ -342,7 +354,7 @@ def spectral_kmeans(x: np.ndarray, k: int, *, max_points: int = 2048, seed: int 
 
 def cluster(z: np.ndarray, mask: np.ndarray, flair: np.ndarray, stage2: str = "condensation", k: int = 4, *,
             scaling: str = "standard", level_rule: str = "persistence", max_points: int = 2048,
-            intensity: float = 0.0, device="cpu", seed: int = 0) -> np.ndarray:
+            intensity: float = DEFAULT_INTENSITY, device="cpu", seed: int = 0) -> np.ndarray:
     """Stage 2 on the embeddings of one volume: labels named for the label-free rule.
 
     Parameters
@@ -359,8 +371,7 @@ def cluster(z: np.ndarray, mask: np.ndarray, flair: np.ndarray, stage2: str = "c
     scaling : see :func:`points`.
     level_rule : see ``stage2``.
     max_points : condensation and spectral coarse-grain to at most this many points.
-    intensity : weight of the pixels' FLAIR, standardised, appended to the embeddings (0: the embeddings
-        alone, as the paper); a departure from CUTS that keeps the intensity cue the lesion is defined by.
+    intensity : weight of the FLAIR appended to the embeddings (see :func:`points`; 0: the paper's embeddings alone).
     device : k-means and condensation run there; PHATE on the CPU.
     seed : every random choice.
 
@@ -372,10 +383,7 @@ def cluster(z: np.ndarray, mask: np.ndarray, flair: np.ndarray, stage2: str = "c
         raise ValueError(f"unknown stage 2 {stage2!r}; choose one of {', '.join(STAGE2)}")
     if level_rule not in LEVEL_RULES:
         raise ValueError(f"unknown level rule {level_rule!r}; choose one of {', '.join(LEVEL_RULES)}")
-    x = points(z, mask, scaling=scaling, seed=seed)
-    if intensity > 0:
-        f = flair[mask].astype(np.float32)
-        x = np.concatenate([x, intensity * ((f - f.mean()) / max(float(f.std()), 1e-12))[:, None]], 1)
+    x = points(z, mask, flair, intensity=intensity, scaling=scaling, seed=seed)
     if stage2 == "kmeans":
         ids = kmeans(torch.from_numpy(x).to(device), k, seed=seed)[1].cpu().numpy()
     elif stage2 == "spectral":
@@ -433,8 +441,8 @@ class CUTSOptions(DeepOptions):
                           "paper's)", choices=SCALINGS, train=False)
     level_rule: str = option("persistence", "condensation level: the most persistent partition, or the paper's "
                              "persistent structures", choices=LEVEL_RULES, train=False)
-    intensity: float = option(0.0, "stage 2: weight of the FLAIR intensity appended to the embeddings (0: "
-                              "the paper's embeddings alone)", low=0.0, train=False)
+    intensity: float = option(DEFAULT_INTENSITY, "stage 2: weight of the FLAIR intensity appended to the embeddings, "
+                              "relative to their spread (0: the paper's embeddings alone)", low=0.0, train=False)
 
     ci: ClassVar[dict] = {**DeepOptions.ci, "epochs": 10, "max_points": 2048}
 

@@ -41,7 +41,9 @@ from nbutils.train import load_checkpoint, save_checkpoint
 
 INITIAL_COUNT = 100  # DCN's starting count per centre
 INITS = ("intensity", "features")  # the start: the intensity classes' mean features, or k-means++ on the features
+DEFAULT_INIT = "intensity"  # a departure from the paper, which starts from k-means on the pretrained features
 CENTRE_RULES = ("mean", "counts")  # (II): the mean of this pass's points, or DCN's persistent count rule
+DEFAULT_CENTRE_RULE = "mean"  # a departure from the paper's count rule, made for minibatches of samples
 DEFAULT_LAM = 0.01  # clustering weight; at 1 nearly every brain pixel of real FLAIR goes to one centre, at 0.01 fewer do
 MAX_INIT_PIXELS = 65536  # features subsampled for the k-means++ start and for re-seeding empty centres
 PRETRAIN = ".pretrain"  # suffix of the autoencoder pretraining checkpoint beside DCN's own
@@ -269,7 +271,7 @@ def fit(dataset, k: int, *, model: AutoEncoder | None = None, in_channels: int =
         batch_size: int = 8, lr: float = 1e-3, device="cpu", checkpoint: str | os.PathLike | None = None,
         resume: bool = True, seed: int = 0, max_init_pixels: int = MAX_INIT_PIXELS, progress: bool = True,
         extra: dict | None = None, initial_centres: torch.Tensor | None = None,
-        standardize: bool = False, centre_rule: str = "mean", init: str = "intensity") -> DCNResult:
+        standardize: bool = False, centre_rule: str = DEFAULT_CENTRE_RULE, init: str = DEFAULT_INIT) -> DCNResult:
     """DCN on a dataset of ``{"image", "brain"}`` slices with K clusters fixed before training.
 
     Pretrains an autoencoder unless ``model`` is given; initialises the centres from a subsample of
@@ -483,11 +485,12 @@ class DCNOptions(DeepOptions):
     lr: float = option(1e-3, "Adam learning rate", low=0.0)
     standardize: bool = option(False, "batch norm (no affine) on the features, against their collapse "
                                "(Kim & Kanezaki 2020)")
-    init: str = option("intensity", "the centres' start: the mean features of the intensities' k-means classes "
+    init: str = option(DEFAULT_INIT, "the centres' start: the mean features of the intensities' k-means classes "
                        "(a departure from the paper), or k-means on the pretrained features (the paper's)",
                        choices=INITS)
-    centres: str = option("mean", "centre update after each pass: the mean of its points in that pass, or DCN's "
-                          "count rule with counts that persist over the passes (the paper's)", choices=CENTRE_RULES)
+    centres: str = option(DEFAULT_CENTRE_RULE, "centre update after each pass: the mean of its points in that pass, "
+                          "or DCN's count rule with counts that persist over the passes (the paper's)",
+                          choices=CENTRE_RULES)
 
     ci: ClassVar[dict] = {**DeepOptions.ci, "pretrain_epochs": 15, "epochs": 3}
 

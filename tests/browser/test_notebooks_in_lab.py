@@ -31,9 +31,11 @@ def promised_sliders(path: Path) -> list[str]:
 
 
 def first_error(path: Path) -> str | None:
-    """'cell N: Ename: evalue' for the first cell of a saved notebook that raised, else None."""
+    """'cell N: Ename: evalue' for the first cell of a saved notebook that raised or never ran, else None."""
     cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
     for i, cell in enumerate(cells, 1):
+        if cell.get("execution_count") is None and "".join(cell["source"]).strip():
+            return f"cell {i} ({''.join(cell['source']).splitlines()[0][:60]!r}) never ran"
         for out in cell.get("outputs", []):
             if out["output_type"] == "error":
                 return f"cell {i} ({''.join(cell['source']).splitlines()[0][:60]!r}): {out['ename']}: {out['evalue']}"
