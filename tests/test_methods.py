@@ -209,6 +209,11 @@ def test_deep_gmm_starts_every_restart_from_the_k_means_classes_by_default(monke
     assert starts == [None]
 
 
+def splits_along(labels: np.ndarray, side: np.ndarray) -> bool:
+    """Two clusters, one exactly the pixels of ``side``."""
+    return (labels[side] == labels[side][0]).all() and (labels[~side] != labels[side][0]).all()
+
+
 def test_cuts_intensity_weight_brings_back_the_brightness_the_embeddings_lost():
     from nbutils.methods import cuts
 
@@ -219,11 +224,7 @@ def test_cuts_intensity_weight_brings_back_the_brightness_the_embeddings_lost():
     bright = flair[mask] > 0.5
     blind = cuts.cluster(z, mask, flair, "kmeans", 2, intensity=0.0)[mask]
     seeing = cuts.cluster(z, mask, flair, "kmeans", 2, intensity=10.0)[mask]
-
-    def splits_the_stripe(labels):
-        return (labels[bright] == labels[bright][0]).all() and (labels[~bright] != labels[bright][0]).all()
-
-    assert splits_the_stripe(seeing) and not splits_the_stripe(blind)
+    assert splits_along(seeing, bright) and not splits_along(blind, bright)
 
 
 def test_cuts_intensity_weight_is_relative_to_the_embeddings_spread():
@@ -237,10 +238,6 @@ def test_cuts_intensity_weight_is_relative_to_the_embeddings_spread():
     z = np.repeat(np.broadcast_to(rows, mask.shape)[:, None].astype(np.float32), 4, 1)
     z = z * np.array([1.0, 3.0, 0.1, 100.0], np.float32)[None, :, None, None]  # per-feature scales do not matter
     left = flair[mask] > 0.5
-
-    def split_by(labels, side):
-        return (labels[side] == labels[side][0]).all() and (labels[~side] != labels[side][0]).all()
-
     weaker = cuts.cluster(z, mask, flair, "kmeans", 2, intensity=0.5)[mask]  # FLAIR variance 0.25 x 4 < 4
     stronger = cuts.cluster(z, mask, flair, "kmeans", 2, intensity=1.5)[mask]  # 2.25 x 4 > 4
-    assert split_by(weaker, top[mask]) and split_by(stronger, left)
+    assert splits_along(weaker, top[mask]) and splits_along(stronger, left)

@@ -24,14 +24,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def missing_browser() -> str | None:
+    """Why the browser tests cannot run here, or None when they can."""
+    if not CHROMIUM.exists():
+        return f"Chromium not found at {CHROMIUM} (apt-get install chromium); browser tests skipped"
+    if importlib.util.find_spec("playwright") is None:
+        return "playwright is not installed (pip install -e '.[dev]'); browser tests skipped"
+    return None
+
+
 @pytest.fixture(scope="session")
 def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium); browser tests skipped")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("playwright is not installed (pip install -e '.[dev]'); browser tests skipped")
+    reason = missing_browser()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True)
         yield b
@@ -87,8 +95,7 @@ def pytest_collection_modifyitems(config, items):
 
     The lab run fails on the first cell that raised or never ran, which is what ``--nbval-lax`` checks.
     """
-    will_run = (any(item.get_closest_marker("browser") for item in items) and CHROMIUM.exists()
-                and importlib.util.find_spec("playwright") is not None
+    will_run = (any(item.get_closest_marker("browser") for item in items) and missing_browser() is None
                 and os.environ.get("NBUTILS_PROFILE", "ci") == "ci")
     notebooks = [item for item in items if item.path.suffix == ".ipynb"]
     if will_run and notebooks:
