@@ -28,7 +28,8 @@ def numpy_acwe(y, x, mask, mu, nu, eps=1e-8):
             dy = yw[i + 1, j] - yw[i, j] if i + 1 < h else 0.0
             length += np.sqrt(dx * dx + dy * dy + eps)
     bright = yw if brightness >= 0 else (1 - y) * w  # the area is the brighter region's
-    return total + mu * length + nu * bright.sum()
+    variance = sum(xc[mask].var() for xc in x)  # its unit: the intensity variance inside the mask
+    return total + mu * length + nu * variance * bright.sum()
 
 
 def test_acwe_loss_matches_numpy_formula():
@@ -52,6 +53,7 @@ def test_acwe_region_means_hand_worked():
     assert terms["region_out"].item() == pytest.approx(50.0)  # 25 + 25
     assert terms["area"].item() == pytest.approx(2.0)  # the brighter region is 1 - y: its area
     assert terms["length"].item() == pytest.approx(1.0, abs=1e-3)  # one unit step
+    assert terms["variance"].item() == pytest.approx(49.0)  # mean 9: (49 + 25 + 1 + 121) / 4
 
 
 def test_area_is_the_brighter_regions_whichever_y_is():
@@ -64,19 +66,23 @@ def test_area_is_the_brighter_regions_whichever_y_is():
 
 
 def test_area_weight_turns_dark_versus_rest_into_lesion_versus_rest():
-    # FLAIR-like: 20 dark (CSF) pixels, 75 tissue, 5 bright (lesion). Without the area term the energy
-    # prefers dark | rest (0.42 < 0.99, worked by hand); weighing the bright region's area (nu = 0.01 per pixel)
-    # makes the 5-pixel lesion alone the cheaper split (1.04 < 1.22), whichever region y is.
-    x = torch.tensor([0.05] * 20 + [0.3] * 75 + [0.6] * 5).reshape(1, 1, 1, 100)
+    # FLAIR-like: 20 dark (CSF) pixels, 75 tissue, 5 bright (lesion); intensity variance 0.015775. Without the
+    # area term the energy prefers dark | rest (0.42 < 0.99, worked by hand); charging the bright region's area at
+    # nu = 1 variance per pixel makes the 5-pixel lesion alone the cheaper split (0.9868 + 5 * 0.015775 = 1.066
+    # < 0.4219 + 80 * 0.015775 = 1.684), whichever region y is. The same image at 10x the intensity scale
+    # makes the same choice: the area's unit scales with it.
+    x = torch.tensor([0.05] * 20 + [0.3] * 75 + [0.6] * 5).reshape(1, 1, 1, 100).double()
     dark_rest, lesion_rest = (x > 0.2).double(), (x > 0.45).double()
 
-    def energy(y, nu):
-        return acwe.acwe_loss(y, x, nu=nu, reduction="sum")["loss"].item()
+    def energy(y, nu, gain=1.0):
+        return acwe.acwe_loss(y, gain * x, nu=nu, reduction="sum")["loss"].item()
 
     for flip in (False, True):
         a, b = (1 - dark_rest, 1 - lesion_rest) if flip else (dark_rest, lesion_rest)
         assert energy(a, 0.0) == pytest.approx(0.4219, abs=1e-3) and energy(b, 0.0) == pytest.approx(0.9868, abs=1e-3)
-        assert energy(b, 0.01) < energy(a, 0.01)
+        assert energy(a, 1.0) == pytest.approx(1.684, abs=1e-3) and energy(b, 1.0) == pytest.approx(1.066, abs=1e-3)
+        assert energy(b, 1.0, gain=10.0) == pytest.approx(100 * energy(b, 1.0))
+        assert energy(b, 1.0, gain=10.0) < energy(a, 1.0, gain=10.0)
 
 
 def test_area_weight_defaults_by_mode():

@@ -4,11 +4,15 @@ Chen & Frey, "Medical image segmentation via unsupervised convolutional neural n
 MIDL 2020, arXiv:2001.10155. A network maps the image to y in [0, 1] per pixel (sigmoid) and is trained on
 
     c_in = sum(y x) / (sum y + eps),   c_out = sum((1 - y) x) / (sum(1 - y) + eps)
-    L = sum y (x - c_in)^2 + sum (1 - y)(x - c_out)^2 + mu * sum |grad y| + nu * area
+    L = sum y (x - c_in)^2 + sum (1 - y)(x - c_out)^2 + mu * sum |grad y| + nu * var(x) * area
 
 with sums over the pixels of a region mask (the brain), per image. The area is that of the brighter region
 (sum y where c_in >= c_out, else sum (1 - y)): Chan & Vese charge the area inside the contour, and the lesion we
-want inside is hyperintense on FLAIR; which of y and 1 - y the network makes bright is its own choice.
+want inside is hyperintense on FLAIR; which of y and 1 - y the network makes bright is its own choice. The area
+is charged in units of the image's intensity variance inside the mask, var(x): the region terms grow with the
+square of the intensity scale, so a bare nu meant three times less on a contrasty image (the phantom) than on a
+flat one (LGG FLAIR); with var(x) the trade-off between a region's size and its contrast is scale-free. A
+departure from Chan & Vese's constant nu.
 Four modes: (1) unsupervised; (2) ACWE pretraining, then fine-tuning on n labelled slices; (3) ACWE + a label
 loss on n labelled slices from scratch; (4) the same with every slice labelled. For K > 2 classes, the robust fuzzy
 c-means (RFCM) loss of Chen et al., Medical Physics 2021, doi:10.1002/mp.14903 (:func:`rfcm_loss`).
@@ -39,7 +43,7 @@ JOINT_MODES = MODES[2:]  # ACWE and the label loss together
 ARCHITECTURES = ("resnet", "unet")
 EPS = 1e-8
 PRETRAIN = ".pretrain"  # suffix of the ACWE checkpoint of mode 2 before its fine-tuning
-DEFAULT_NU = 0.0025  # area weight (per pixel, intensities in [0, 1]); at 0 two regions split dark CSF from the rest
+DEFAULT_NU = 0.5  # area weight per pixel, in units of the image's intensity variance; at 0 two regions split dark CSF from the rest
 
 
 def _weights(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -107,7 +111,7 @@ def acwe_terms(y: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = Non
     dict of (N,) tensors: ``region_in`` = sum y (x - c_in)^2, ``region_out`` = sum (1 - y)(x - c_out)^2,
     ``length`` (:func:`total_variation`), ``area`` = the brighter region's area (sum y where c_in >= c_out,
     summed over channels, else sum (1 - y)), so that the area weight shrinks the bright region whichever side
-    y is.
+    y is, and ``variance`` (:func:`intensity_variance`), the area's unit.
 
     References
     ----------
@@ -119,18 +123,39 @@ def acwe_terms(y: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = Non
     region_out = ((1 - y) * w * (x - c_out[..., None, None]) ** 2).sum((1, 2, 3))
     brighter = c_in.sum(1) >= c_out.sum(1)  # (N,): is y the bright region?
     area = torch.where(brighter, (y * w).sum((1, 2, 3)), ((1 - y) * w).sum((1, 2, 3)))
-    return dict(region_in=region_in, region_out=region_out, length=total_variation(y * w, eps), area=area)
+    return dict(region_in=region_in, region_out=region_out, length=total_variation(y * w, eps), area=area,
+                variance=intensity_variance(x, mask, eps))
+
+
+def intensity_variance(x: torch.Tensor, mask: torch.Tensor | None = None, eps: float = EPS) -> torch.Tensor:
+    """Each image's intensity variance inside the mask, summed over channels: the unit of the ACWE area term.
+
+    Parameters
+    ----------
+    x : (N, C, H, W) images.
+    mask : (N, H, W) region (None: every pixel).
+    eps : keeps an empty mask finite.
+
+    Returns
+    -------
+    (N,) sum_c mean((x_c - mean(x_c))^2) over the mask's pixels, with no gradient.
+    """
+    w = _weights(x, mask)
+    count = w.sum((1, 2, 3)) + eps
+    mean = (w * x).sum((2, 3)) / count[:, None]
+    return ((w * (x - mean[..., None, None]) ** 2).sum((1, 2, 3)) / count).detach()
 
 
 def acwe_loss(y: torch.Tensor, x: torch.Tensor, mu: float = 0.0, nu: float = 0.0,
               mask: torch.Tensor | None = None, eps: float = EPS, reduction: str = "mean") -> dict[str, torch.Tensor]:
-    """The ACWE loss L = region_in + region_out + mu * length + nu * area, averaged over the batch.
+    """The ACWE loss L = region_in + region_out + mu * length + nu * variance * area, averaged over the batch.
 
     Parameters
     ----------
     y : (N, 1, H, W) in [0, 1], the network's soft region.
     x : (N, C, H, W) images (channels add up, as in vector-valued Chan-Vese).
-    mu, nu : weights of the contour length and the area.
+    mu, nu : weights of the contour length and of the area, the latter in units of the image's intensity variance
+        inside the mask (see :func:`acwe_terms`).
     mask : (N, H, W) region (None: every pixel).
     eps : see :func:`region_means`.
     reduction : ``"sum"``: the formula's sums over pixels; ``"mean"``: each term divided by H * W, so that
@@ -141,6 +166,7 @@ def acwe_loss(y: torch.Tensor, x: torch.Tensor, mu: float = 0.0, nu: float = 0.0
     dict of scalars: ``loss`` and each weighted term.
     """
     terms = acwe_terms(y, x, mask, eps)
+    terms["area"] = terms["area"] * terms.pop("variance")
     scale = 1.0 if reduction == "sum" else 1.0 / (y.shape[-1] * y.shape[-2])
     out = {name: value.mean() * scale for name, value in terms.items()}
     out["length"], out["area"] = mu * out["length"], nu * out["area"]
@@ -371,7 +397,7 @@ def fit(dataset: SliceDataset, *, mode: str = "unsupervised", n_labelled: int | 
         ``n_labelled`` slices) or ``joint-all`` (4: every slice labelled).
     n_labelled : labelled slices (:func:`choose_labelled`).
     mu : length weight.
-    nu : area weight (None: :func:`area_weight`'s default for the mode).
+    nu : area weight, in units of the image's intensity variance (None: :func:`area_weight`'s default for the mode).
     alpha, label_loss : the label term (see :func:`joint_loss`).
     channel : the channel the ACWE terms read (the network sees them all).
     arch : see :func:`build_model`.
@@ -545,8 +571,9 @@ class ACWEOptions(DeepOptions):
                        choices=MODES)
     labels: int = option(10, "labelled slices drawn from the masks (modes finetune and joint)", low=1)
     mu: float = option(0.0, "weight of the contour length", low=0.0)
-    nu: float | None = option(None, f"weight of the bright region's area (default {DEFAULT_NU} in modes unsupervised "
-                              "and finetune, 0 in the joint modes, whose labels define the region)", low=0.0)
+    nu: float | None = option(None, f"weight of the bright region's area per pixel, in units of the image's intensity "
+                              f"variance (default {DEFAULT_NU} in modes unsupervised and finetune, 0 in the joint modes, "
+                              "whose labels define the region)", low=0.0)
     epochs: int = option(100, "training epochs (and again for fine-tuning)", low=1, train=False)
     lr: float = option(1e-2, "Adam learning rate", low=0.0)
     arch: str = option("resnet", "network: the paper's full-resolution residual CNN, or a U-Net", choices=ARCHITECTURES)
