@@ -10,7 +10,8 @@ from nbutils.methods.dcn import DEFAULT_LAM
 from nbutils.methods.deepgmm import DEFAULT_INIT, INITS
 from nbutils.viz import show_slice
 
-NU_STEPS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)  # the ACWE explorer's area weights (in units of the intensity variance) besides the mode's default
+# the ACWE explorer's area weights (in units of the intensity variance) besides the mode's default
+NU_STEPS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 def plot_scrubbed_slice(volume: np.ndarray, index: int, low: float = 0.0, high: float = 1.0,

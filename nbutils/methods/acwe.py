@@ -10,8 +10,8 @@ with sums over the pixels of a region mask (the brain), per image. The area is t
 (sum y where c_in >= c_out, else sum (1 - y)): Chan & Vese charge the area inside the contour, and the lesion we
 want inside is hyperintense on FLAIR; which of y and 1 - y the network makes bright is its own choice. The area
 is charged in units of the image's intensity variance inside the mask, var(x): the region terms grow with the
-square of the intensity scale, so a bare nu meant three times less on a contrasty image (the phantom) than on a
-flat one (LGG FLAIR); with var(x) the trade-off between a region's size and its contrast is scale-free. A
+square of the intensity scale, so a bare nu meant about four times less on a contrasty image (the phantom) than on
+a flat one (LGG FLAIR); with var(x) the trade-off between a region's size and its contrast is scale-free. A
 departure from Chan & Vese's constant nu.
 Four modes: (1) unsupervised; (2) ACWE pretraining, then fine-tuning on n labelled slices; (3) ACWE + a label
 loss on n labelled slices from scratch; (4) the same with every slice labelled. For K > 2 classes, the robust fuzzy
@@ -43,7 +43,8 @@ JOINT_MODES = MODES[2:]  # ACWE and the label loss together
 ARCHITECTURES = ("resnet", "unet")
 EPS = 1e-8
 PRETRAIN = ".pretrain"  # suffix of the ACWE checkpoint of mode 2 before its fine-tuning
-DEFAULT_NU = 0.5  # area weight per pixel, in units of the image's intensity variance; at 0 two regions split dark CSF from the rest
+# area weight per pixel, in units of the image's intensity variance; at 0 two regions split dark CSF from the rest
+DEFAULT_NU = 0.5
 
 
 def _weights(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -141,9 +142,8 @@ def intensity_variance(x: torch.Tensor, mask: torch.Tensor | None = None, eps: f
     (N,) sum_c mean((x_c - mean(x_c))^2) over the mask's pixels, with no gradient.
     """
     w = _weights(x, mask)
-    count = w.sum((1, 2, 3)) + eps
-    mean = (w * x).sum((2, 3)) / count[:, None]
-    return ((w * (x - mean[..., None, None]) ** 2).sum((1, 2, 3)) / count).detach()
+    mean, _ = region_means(w, x, mask, eps)  # every pixel of the mask inside: its mean
+    return ((w * (x - mean[..., None, None]) ** 2).sum((1, 2, 3)) / (w.sum((1, 2, 3)) + eps)).detach()
 
 
 def acwe_loss(y: torch.Tensor, x: torch.Tensor, mu: float = 0.0, nu: float = 0.0,
@@ -571,9 +571,9 @@ class ACWEOptions(DeepOptions):
                        choices=MODES)
     labels: int = option(10, "labelled slices drawn from the masks (modes finetune and joint)", low=1)
     mu: float = option(0.0, "weight of the contour length", low=0.0)
-    nu: float | None = option(None, f"weight of the bright region's area per pixel, in units of the image's intensity "
-                              f"variance (default {DEFAULT_NU} in modes unsupervised and finetune, 0 in the joint modes, "
-                              "whose labels define the region)", low=0.0)
+    nu: float | None = option(None, f"weight of the bright region's area per pixel, in units of the image's "
+                              f"intensity variance (default {DEFAULT_NU} in modes unsupervised and finetune, 0 in the "
+                              "joint modes, whose labels define the region)", low=0.0)
     epochs: int = option(100, "training epochs (and again for fine-tuning)", low=1, train=False)
     lr: float = option(1e-2, "Adam learning rate", low=0.0)
     arch: str = option("resnet", "network: the paper's full-resolution residual CNN, or a U-Net", choices=ARCHITECTURES)
