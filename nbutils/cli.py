@@ -37,7 +37,7 @@ from nbutils.data import images as image_io
 from nbutils.data import lgg as lgg_io
 from nbutils.data import nifti as nifti_io
 from nbutils.data import streaming
-from nbutils.data.datasets import phantom_volumes
+from nbutils.data.datasets import every_nth_slice, phantom_volumes
 from nbutils.data.io import write_json
 from nbutils.errors import InputError
 
@@ -379,6 +379,8 @@ def cmd_compare(args) -> int:
     cfg = config.load(args.profile, args.device, verbose=False)
     chosen = comparison.entries(args.methods.split(",") if args.methods else None)
     overrides = dict(k=args.k, seed=args.seed)
+    if args.every < 1:
+        raise ValueError(f"--every must be at least 1, got {args.every}")
     for entry in chosen:  # every option is checked before any work
         comparison.method_of(entry, cfg.profile, **overrides, size=args.size)
     if args.json:
@@ -394,6 +396,7 @@ def cmd_compare(args) -> int:
         if missing:
             raise InputError(args.input, f"compare needs ground truth, and {len(missing)} case(s) have none "
                                          f"(e.g. {missing[0]})")
+    volumes = [every_nth_slice(v, args.every) for v in volumes]
     scores = comparison.compare(volumes, chosen, profile=cfg.profile, device=cfg.device, size=args.size,
                                 largest_cc=not args.all_components, **overrides)
     result = evaluation.table(scores, str(cfg.device))
@@ -403,7 +406,8 @@ def cmd_compare(args) -> int:
     print(f"{len(volumes)} volume(s), profile {cfg.profile}, device {cfg.device}, wall time {seconds:.0f} s")
     if args.json:
         write_json(Path(args.json), dict(input=args.input, profile=cfg.profile, device=str(cfg.device), k=args.k,
-                                         wall_seconds=seconds, table=result.reset_index().to_dict("records"),
+                                         every=args.every, wall_seconds=seconds,
+                                         table=result.reset_index().to_dict("records"),
                                          rows=scores.to_dict("records")))
     return 0
 
@@ -514,6 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="working size of every method, pixels (square slices; default: the deep methods' size in "
                          "the profile); the methods without a size segment the volume resized to it, so that every "
                          "method sees the same pixels")
+    cp.add_argument("--every", type=int, default=1,
+                    help="score every N-th slice that holds brain (default 1: all), to keep large volumes to minutes")
     cp.add_argument("--all-components", action="store_true", help="keep every piece of the lesion (many small lesions)")
     cp.add_argument("--json", default=None, help="also write the table and the per-volume rows to this JSON file")
     _add_common(cp)

@@ -50,7 +50,7 @@ def score_volumes(labeller: Callable[[Volume], np.ndarray], volumes: list[Volume
 
     Returns
     -------
-    DataFrame with ``method``, ``volume``, ``split``, ``seconds`` (per volume) and
+    DataFrame with ``method``, ``volume``, ``split``, ``slices`` (scored), ``seconds`` (per volume) and
     :func:`metrics.scores` (Dice label-free and oracle, HD95 in pixels, lesion kept).
     """
     rows = []
@@ -59,7 +59,7 @@ def score_volumes(labeller: Callable[[Volume], np.ndarray], volumes: list[Volume
         labels = labeller(v)
         seconds = time.perf_counter() - start + share
         found = lesion(labels, v, largest_cc)
-        rows.append(dict(method=name, volume=v.name, split=split, seconds=seconds,
+        rows.append(dict(method=name, volume=v.name, split=split, slices=len(v.image), seconds=seconds,
                          **metrics.scores(labels, found, v.target, v.brain)))
         if callback:
             callback(name, v, labels, found)

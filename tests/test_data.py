@@ -204,3 +204,15 @@ def test_volume_stats_on_a_hand_made_volume():
     assert stats["lesion % of brain"] == pytest.approx(100 * 25 / 1600)
     assert stats["lesion / WM"] == pytest.approx(2.0, rel=0.02) and stats["GM / WM"] == pytest.approx(1.25, rel=0.02)
     assert stats["CSF / WM"] == pytest.approx(0.5, rel=0.02) and stats["noise / WM"] == pytest.approx(0.025, rel=0.15)
+
+
+def test_every_nth_slice_keeps_every_nth_slice_with_brain():
+    brain = np.zeros((7, 4, 4), bool)
+    brain[1:6, 1:3, 1:3] = True  # slices 1-5 hold brain
+    image = np.arange(7, dtype=np.float32)[:, None, None, None] * np.ones((7, 1, 4, 4), np.float32)
+    v = datasets.Volume("v", image, brain, target=brain.copy())
+    cut = datasets.every_nth_slice(v, 2)
+    assert cut.image[:, 0, 0, 0].tolist() == [1, 3, 5] and cut.brain.shape == (3, 4, 4) and cut.target.sum() == 12
+    assert cut.tissue is None and datasets.every_nth_slice(v, 1).image[:, 0, 0, 0].tolist() == [1, 2, 3, 4, 5]
+    with pytest.raises(ValueError, match="at least 1"):
+        datasets.every_nth_slice(v, 0)

@@ -74,6 +74,26 @@ def at_size(volume: Volume, size: int, labeller) -> np.ndarray:
     return labels
 
 
+def every_nth_slice(v: Volume, n: int) -> Volume:
+    """A volume cut to every n-th of its slices that hold brain, from the first one.
+
+    Parameters
+    ----------
+    v : the volume.
+    n : the step, at least 1 (1: every slice with brain).
+
+    Returns
+    -------
+    :class:`Volume` with the kept slices of every array, in order.
+    """
+    if n < 1:
+        raise ValueError(f"the slice step must be at least 1, got {n}")
+    keep = np.flatnonzero(v.brain.reshape(len(v.brain), -1).any(1))[::n]
+    def cut(a):
+        return None if a is None else a[keep]
+    return dataclasses.replace(v, image=v.image[keep], brain=v.brain[keep], target=cut(v.target), tissue=cut(v.tissue))
+
+
 def central_slices(mask: np.ndarray, n: int | None, axis: int = 2, span=(0.2, 0.8)) -> np.ndarray:
     """Evenly spaced slice indices through the central part of a mask.
 
