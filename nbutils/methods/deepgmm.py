@@ -648,8 +648,8 @@ class DeepGMMOptions(DeepOptions):
     tol: float = option(1e-3, f"per-image mode: stop when the NLL improved by less than this over {PATIENCE} steps",
                         low=0.0, train=False)
     epochs: int = option(100, "trained mode: epochs over the training slices", low=1, train=False)
-    restarts: int = option(1, "per-image mode: fits from this many seeds, the lowest final NLL kept (as EM's n_init)",
-                           low=1, train=False)
+    restarts: int = option(1, "per-image mode: fits from this many seeds, the lowest final NLL kept (as EM's n_init; "
+                           "for deepSVG a lower NLL is not a better split)", low=1, train=False)
     init: str = option(DEFAULT_INIT, "per-image mode: a fresh network first taught the k-means classes (kmeans: "
                        "where EM starts; a departure from the paper), or a random one (the paper's)", choices=INITS,
                        train=False)
