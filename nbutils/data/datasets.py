@@ -80,7 +80,7 @@ def every_nth_slice(v: Volume, n: int) -> Volume:
     Parameters
     ----------
     v : the volume.
-    n : the step, at least 1 (1: every slice with brain).
+    n : the step, at least 1 (1: the volume as it is, slices without brain included).
 
     Returns
     -------
@@ -88,6 +88,8 @@ def every_nth_slice(v: Volume, n: int) -> Volume:
     """
     if n < 1:
         raise ValueError(f"the slice step must be at least 1, got {n}")
+    if n == 1:
+        return v
     keep = np.flatnonzero(v.brain.reshape(len(v.brain), -1).any(1))[::n]
     def cut(a):
         return None if a is None else a[keep]
