@@ -519,7 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "the profile); the methods without a size segment the volume resized to it, so that every "
                          "method sees the same pixels")
     cp.add_argument("--every", type=int, default=1,
-                    help="score every N-th slice that holds brain (default 1: every slice), to keep large volumes to minutes")
+                    help="score every N-th slice that holds brain (default 1: every slice), to keep large volumes "
+                         "to minutes")
     cp.add_argument("--all-components", action="store_true", help="keep every piece of the lesion (many small lesions)")
     cp.add_argument("--json", default=None, help="also write the table and the per-volume rows to this JSON file")
     _add_common(cp)

@@ -256,6 +256,10 @@ def test_compare_writes_one_table_with_both_modes(lgg_folder, tmp_path, capsys):
     assert code == 2 and "unknown method(s) magic" in err
     code, _, err = run(capsys, "compare", lgg_folder, "--methods", "kmeans", "--every", "0", "--json", out)
     assert code == 2 and "--every must be at least 1, got 0" in err and json.loads(out.read_text()) == result
+    for mask in lgg_folder.rglob("*_mask.tif"):
+        mask.unlink()
+    code, _, err = run(capsys, "compare", lgg_folder, "--methods", "kmeans")
+    assert code == 2 and "compare needs ground truth" in err
 
 
 def test_compare_every_nth_slice_scores_fewer_slices(lgg_folder, tmp_path, capsys):
@@ -266,7 +270,3 @@ def test_compare_every_nth_slice_scores_fewer_slices(lgg_folder, tmp_path, capsy
     assert code == 0 and result["every"] == 2
     # patient 1 has 3 slices with brain (keeps 1st and 3rd), patient 2 has 2 (keeps the 1st)
     assert sorted(r["slices"] for r in result["rows"]) == [1, 2]
-    for mask in lgg_folder.rglob("*_mask.tif"):
-        mask.unlink()
-    code, _, err = run(capsys, "compare", lgg_folder, "--methods", "kmeans")
-    assert code == 2 and "compare needs ground truth" in err
