@@ -518,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="working size of every method, pixels (square slices; default: the deep methods' size in "
                          "the profile); the methods without a size segment the volume resized to it, so that every "
                          "method sees the same pixels")
-    cp.add_argument("--every", type=int, default=1,
+    cp.add_argument("--every", type=int, default=1, metavar="N",
                     help="score every N-th slice that holds brain (default 1: every slice), to keep large volumes "
                          "to minutes")
     cp.add_argument("--all-components", action="store_true", help="keep every piece of the lesion (many small lesions)")
