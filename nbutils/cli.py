@@ -381,6 +381,8 @@ def cmd_compare(args) -> int:
     overrides = dict(k=args.k, seed=args.seed)
     if args.every < 1:
         raise ValueError(f"--every must be at least 1, got {args.every}")
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
     for entry in chosen:  # every option is checked before any work
         comparison.method_of(entry, cfg.profile, **overrides, size=args.size)
     if args.json:
@@ -397,18 +399,26 @@ def cmd_compare(args) -> int:
             raise InputError(args.input, f"compare needs ground truth, and {len(missing)} case(s) have none "
                                          f"(e.g. {missing[0]})")
     volumes = [every_nth_slice(v, args.every) for v in volumes]
-    scores = comparison.compare(volumes, chosen, profile=cfg.profile, device=cfg.device, size=args.size,
-                                largest_cc=not args.all_components, **overrides)
+    seeds = range(args.seed, args.seed + args.seeds)
+    scores = pd.concat([comparison.compare(volumes, chosen, profile=cfg.profile, device=cfg.device, size=args.size,
+                                           largest_cc=not args.all_components, **{**overrides, "seed": seed})
+                        .assign(seed=seed) for seed in seeds], ignore_index=True)
     result = evaluation.table(scores, str(cfg.device))
+    twins = comparison.against_twins(scores)
     seconds = time.perf_counter() - start
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(result.drop(columns="device").round(3).to_string())
-    print(f"{len(volumes)} volume(s), profile {cfg.profile}, device {cfg.device}, wall time {seconds:.0f} s")
+        if len(twins):
+            print("\nlabel-free Dice against the classical twin (ratio of means, 95% paired bootstrap interval"
+                  + (f"; each volume's mean over {args.seeds} seeds" if args.seeds > 1 else "") + "):")
+            print(twins.round(3).to_string(index=False))
+    print(f"{len(volumes)} volume(s), seed(s) {', '.join(map(str, seeds))}, profile {cfg.profile}, device {cfg.device}, "
+          f"wall time {seconds:.0f} s")
     if args.json:
         write_json(Path(args.json), dict(input=args.input, profile=cfg.profile, device=str(cfg.device), k=args.k,
-                                         every=args.every, wall_seconds=seconds,
+                                         every=args.every, seeds=list(seeds), wall_seconds=seconds,
                                          table=result.reset_index().to_dict("records"),
-                                         rows=scores.to_dict("records")))
+                                         twins=twins.to_dict("records"), rows=scores.to_dict("records")))
     return 0
 
 
@@ -513,7 +523,11 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--methods", default=None, help="comma-separated methods (default: every one), e.g. kmeans,dcn,unet")
     cp.add_argument("--subjects", type=int, default=None, help="phantom subjects (default: the profile's)")
     cp.add_argument("--k", type=int, default=None, help="clusters, for every method that has k (default: its own)")
-    cp.add_argument("--seed", type=int, default=0)
+    cp.add_argument("--seed", type=int, default=0, help="every method's seed (and the phantom subjects': 'phantom' "
+                                                         "makes subjects SEED, SEED + 1, ...)")
+    cp.add_argument("--seeds", type=int, default=1, metavar="N",
+                    help="run every method at N seeds, SEED to SEED + N - 1, on the same volumes (default 1): the "
+                         "table pools every run, and each volume meets its twin at its mean over the seeds")
     cp.add_argument("--size", type=int, default=None,
                     help="working size of every method, pixels (square slices; default: the deep methods' size in "
                          "the profile); the methods without a size segment the volume resized to it, so that every "

@@ -16,10 +16,11 @@ import time
 from functools import partial
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from nbutils import methods
+from nbutils import methods, metrics
 from nbutils.data.datasets import Volume, at_size
 from nbutils.evaluation import score_volumes
 from nbutils.methods.base import DeepOptions
@@ -50,6 +51,12 @@ ENTRIES = (  # methods with several rows, and the order of the table; any other 
     Entry("deepSVG per image", "deepgmm", (("variant", "deepSVG"), ("mode", "per-image"))),
     Entry("U-Net (supervised)", "unet"),
 )
+
+TWINS = {  # each deep entry and its classical twins: the same pixels, K, channels and label-free rule
+    "DCN": ("k-means",), "ACWE": ("Otsu, 2 classes", "Chan-Vese"),
+    "CUTS + k-means": ("k-means",), "CUTS + spectral": ("k-means",), "CUTS + condensation": ("k-means",),
+    "deepG": ("GMM",), "deepG per image": ("GMM",), "deepSVG": ("EM-SVGMM",), "deepSVG per image": ("EM-SVGMM",),
+}
 
 
 def all_entries() -> list[Entry]:
@@ -154,3 +161,44 @@ def compare(volumes: list[Volume], chosen: list[Entry] | None = None, *, profile
                 labels = partial(at_size, size=size, labeller=labels)
             frames.append(score_volumes(labels, volumes, entry.name, **common))
     return pd.concat(frames, ignore_index=True)
+
+
+def against_twins(scores: pd.DataFrame, twins: dict | None = None, *, level: float = 0.95, n_boot: int = 2000,
+                  seed: int = 0) -> pd.DataFrame:
+    """Each deep method's label-free Dice against its classical twin's, on the volumes both scored.
+
+    Parameters
+    ----------
+    scores : rows of :func:`compare` (``method``, ``volume``, ``dice_label_free``); rows of several runs (seeds)
+        of a method on one volume meet the twin at their mean.
+    twins : deep entry name -> names of its twins (default :data:`TWINS`); pairs with a method missing
+        from ``scores`` are left out.
+    level, n_boot, seed : the paired bootstrap interval of the ratio (:func:`nbutils.metrics.ratio_interval`).
+
+    Returns
+    -------
+    pandas DataFrame, a row per (deep method, twin): volumes, both means, the ratio of the means with its
+    interval (``ratio low``, ``ratio high``), how many volumes each method scored higher on (ties, within
+    0.01 Dice, go to neither), and each one's worst volume (``worst deep``, ``worst twin``: "name (Dice)").
+    """
+    dice = scores.pivot_table(index="volume", columns="method", values="dice_label_free", aggfunc="mean")
+    rows = []
+    for deep, names in (TWINS if twins is None else twins).items():
+        for twin in names:
+            if deep not in dice or twin not in dice:
+                continue
+            pair = dice[[deep, twin]].dropna()
+            a, b = pair[deep].to_numpy(), pair[twin].to_numpy()
+            ratio, low, high = metrics.ratio_interval(a, b, level=level, n_boot=n_boot, seed=seed)
+            rows.append({"deep": deep, "twin": twin, "volumes": len(pair), "deep mean": a.mean() if a.size else np.nan,
+                         "twin mean": b.mean() if b.size else np.nan, "ratio": ratio, "ratio low": low,
+                         "ratio high": high, "deep higher": int((a > b + 0.01).sum()),
+                         "twin higher": int((b > a + 0.01).sum()), "worst deep": _worst(pair[deep]),
+                         "worst twin": _worst(pair[twin])})
+    return pd.DataFrame(rows, columns=["deep", "twin", "volumes", "deep mean", "twin mean", "ratio", "ratio low",
+                                       "ratio high", "deep higher", "twin higher", "worst deep", "worst twin"])
+
+
+def _worst(dice: pd.Series) -> str:
+    """ "volume (Dice)" of the lowest score of a series indexed by volume; "" when empty."""
+    return f"{dice.idxmin()} ({dice.min():.2f})" if len(dice) else ""

@@ -77,7 +77,8 @@ def table(scores: pd.DataFrame, device: str = "") -> pd.DataFrame:
     Returns
     -------
     pandas DataFrame indexed by method: Dice label-free and oracle mean and median, label-free HD95 mean
-    (pixels, finite values), the lesion kept by the brain mask, seconds per volume, volumes, device.
+    (pixels, finite values), the lesion kept by the brain mask, seconds per volume, volumes, device. Rows of
+    several runs (seeds) are pooled: the statistics are over every run, ``volumes`` counts distinct volumes.
     """
     grouped = scores.groupby("method", sort=False)
     out = pd.DataFrame({
@@ -88,7 +89,7 @@ def table(scores: pd.DataFrame, device: str = "") -> pd.DataFrame:
         "HD95 label-free mean": grouped["hd95_label_free"].apply(lambda s: s[np.isfinite(s)].mean()),
         "lesion kept": grouped["lesion_kept"].mean(),
         "s/volume": grouped["seconds"].mean(),
-        "volumes": grouped.size(),
+        "volumes": grouped["volume"].nunique(),
     })
     out["device"] = device
     return out

@@ -303,6 +303,43 @@ def summary(values) -> dict[str, float]:
     )
 
 
+def ratio_interval(deep, twin, *, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Ratio of two methods' mean scores over the same volumes, with a paired bootstrap interval.
+
+    Parameters
+    ----------
+    deep, twin : (N,) per-volume scores of two methods, the same volume at the same index.
+    level : the interval's coverage.
+    n_boot : bootstrap resamples of the N volumes (with replacement, pairs kept together).
+    seed : the resampling.
+
+    Returns
+    -------
+    (mean(deep) / mean(twin), lower, upper): the percentile interval of the resampled ratios; a resample
+    whose twin mean is 0 counts as an infinite ratio (0 / 0 is left out). NaN for no volumes.
+
+    References
+    ----------
+    Efron & Tibshirani, "An Introduction to the Bootstrap", Chapman & Hall 1993, ch. 13 (percentile interval).
+    """
+    deep, twin = np.asarray(deep, float), np.asarray(twin, float)
+    if deep.shape != twin.shape or deep.ndim != 1:
+        raise ValueError(f"deep and twin must be paired 1-d scores, got shapes {deep.shape} and {twin.shape}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be between 0 and 1, got {level}")
+    if deep.size == 0:
+        return (float("nan"),) * 3
+    picks = np.random.default_rng(seed).integers(deep.size, size=(n_boot, deep.size))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = deep.mean() / twin.mean()
+        resampled = deep[picks].mean(1) / twin[picks].mean(1)
+    resampled = resampled[~np.isnan(resampled)]
+    if resampled.size == 0:
+        return float(ratio), float("nan"), float("nan")
+    low, high = np.quantile(resampled, [(1 - level) / 2, (1 + level) / 2], method="inverted_cdf")
+    return float(ratio), float(low), float(high)
+
+
 def lesion_kept(brain: np.ndarray | None, target: np.ndarray) -> float:
     """Share of the true lesion inside the brain mask.
 

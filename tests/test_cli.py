@@ -262,6 +262,24 @@ def test_compare_writes_one_table_with_both_modes(lgg_folder, tmp_path, capsys):
     assert code == 2 and "compare needs ground truth" in err
 
 
+def test_compare_prints_and_writes_each_method_against_its_twin(lgg_folder, tmp_path, capsys, monkeypatch):
+    from nbutils import comparison
+    monkeypatch.setattr(comparison, "TWINS", {"Otsu, 2 classes": ("k-means",)})  # a pair without training
+    out = tmp_path / "cmp.json"
+    code, stdout, _ = run(capsys, "compare", lgg_folder, "--methods", "kmeans,otsu", "--profile", "ci", "--seed", "3",
+                          "--seeds", "2", "--json", out)
+    result = json.loads(out.read_text())
+    twins = result["twins"]
+    assert code == 0 and "against the classical twin" in stdout and "mean over 2 seeds" in stdout
+    assert [(t["deep"], t["twin"], t["volumes"]) for t in twins] == [("Otsu, 2 classes", "k-means", 2)]
+    assert twins[0]["ratio low"] <= twins[0]["ratio"] <= twins[0]["ratio high"]
+    assert result["seeds"] == [3, 4] and sorted({r["seed"] for r in result["rows"]}) == [3, 4]
+    assert len(result["rows"]) == 2 * 3 * 2  # 2 seeds x 3 entries (k-means, Otsu, 2-class Otsu) x 2 patients
+    assert {r["method"]: r["volumes"] for r in result["table"]}["k-means"] == 2
+    code, _, err = run(capsys, "compare", lgg_folder, "--methods", "kmeans", "--seeds", "0", "--json", out)
+    assert code == 2 and "--seeds must be at least 1, got 0" in err and json.loads(out.read_text()) == result
+
+
 def test_compare_every_nth_slice_scores_fewer_slices(lgg_folder, tmp_path, capsys):
     out = tmp_path / "cmp.json"
     code, _, _ = run(capsys, "compare", lgg_folder, "--methods", "kmeans", "--profile", "ci", "--every", "2",

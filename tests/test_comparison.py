@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from nbutils import comparison, evaluation, methods
@@ -87,3 +88,23 @@ def test_a_method_without_a_size_segments_the_deep_methods_pixels():
     assert scores["dice_label_free"].iloc[0] > 0.8
     with pytest.raises(ValueError, match="size must be at least 16"):
         comparison.compare(vols, comparison.entries(["kmeans"]), progress=False, size=8)
+
+
+def test_against_twins_pairs_each_deep_method_with_its_twins_on_shared_volumes():
+    rows = [("k-means", "a", 0.8), ("k-means", "b", 0.4), ("k-means", "c", 0.6),
+            ("DCN", "a", 0.9), ("DCN", "b", 0.0), ("DCN", "c", 0.605),
+            ("Otsu, 2 classes", "a", 0.5), ("ACWE", "a", 1.0), ("ACWE", "b", 0.2)]
+    scores = pd.DataFrame(rows, columns=["method", "volume", "dice_label_free"])
+    out = comparison.against_twins(scores).set_index("deep")
+    assert list(out.index) == ["DCN", "ACWE"]  # no Chan-Vese, no CUTS: those pairs are left out
+    dcn = out.loc["DCN"]
+    assert dcn["twin"] == "k-means" and dcn["volumes"] == 3
+    assert dcn["ratio"] == pytest.approx((0.9 + 0.0 + 0.605) / (0.8 + 0.4 + 0.6))
+    assert dcn["ratio low"] <= dcn["ratio"] <= dcn["ratio high"]
+    assert (dcn["deep higher"], dcn["twin higher"]) == (1, 1)  # c: within 0.01, a tie
+    assert dcn["worst deep"] == "b (0.00)" and dcn["worst twin"] == "b (0.40)"
+    acwe = out.loc["ACWE"]  # paired on the one volume both scored
+    assert acwe["twin"] == "Otsu, 2 classes" and acwe["volumes"] == 1 and acwe["ratio"] == pytest.approx(2.0)
+    # a second seed of DCN on volume b: b meets its twin at its mean over the seeds, (0.0 + 0.4) / 2
+    again = comparison.against_twins(pd.concat([scores, pd.DataFrame([("DCN", "b", 0.4)], columns=scores.columns)]))
+    assert again.set_index("deep").loc["DCN", "ratio"] == pytest.approx((0.9 + 0.2 + 0.605) / 1.8)

@@ -124,6 +124,23 @@ def test_summary_mean_median():
     assert s["mean"] == pytest.approx(0.5) and s["median"] == pytest.approx(0.4) and s["n"] == 3
 
 
+def test_ratio_interval_hand_worked():
+    # a constant per-volume ratio survives every resample: the interval collapses onto it
+    assert metrics.ratio_interval([0.2, 0.4, 0.8], [0.1, 0.2, 0.4]) == pytest.approx((2.0, 2.0, 2.0))
+    # two volumes: a resample takes volume 0 twice (ratio 1), both (0.5) or volume 1 twice (0), each a
+    # quarter, a half and a quarter of the time: the 95% interval spans both extremes
+    ratio, low, high = metrics.ratio_interval([1.0, 0.0], [1.0, 1.0], n_boot=4000)
+    assert (ratio, low, high) == (0.5, 0.0, 1.0)
+    ratio, low, high = metrics.ratio_interval([1.0, 0.0], [1.0, 1.0], level=0.4, n_boot=4000)
+    assert low == high == 0.5  # the middle 40% are all the mixed resamples
+    assert metrics.ratio_interval([0.5, 0.5], [0.0, 0.0])[0] == np.inf
+    assert all(np.isnan(metrics.ratio_interval([], [])))
+    with pytest.raises(ValueError, match="paired 1-d scores"):
+        metrics.ratio_interval([0.1, 0.2], [0.1])
+    with pytest.raises(ValueError, match="level must be between 0 and 1"):
+        metrics.ratio_interval([0.1], [0.1], level=95)
+
+
 def test_score_volumes_scores_each_volume():
     from nbutils.data.datasets import Volume
     from nbutils.evaluation import score_volumes, table
