@@ -155,7 +155,7 @@ def dcn_explorer(model, volume, epochs: int = 1, largest_cc: bool = True):
         plot_dcn_trial, model=w.fixed(model), volume=w.fixed(volume), epochs=w.fixed(epochs), seed=w.fixed(0),
         largest_cc=w.fixed(largest_cc),
         k=w.IntSlider(4, 2, 8, description="K", continuous_update=False),
-        lam=w.FloatLogSlider(DEFAULT_LAM, base=10, min=-3, max=1, description="lambda", continuous_update=False),
+        lam=w.FloatLogSlider(DEFAULT_LAM, base=10, min=-5, max=1, description="lambda", continuous_update=False),
         index=w.IntSlider(len(volume.image) // 2, 0, len(volume.image) - 1, description="slice",
                           continuous_update=False),
     )

@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -160,9 +162,9 @@ def test_a_round_moves_each_centre_by_its_rule(rule):
     torch.manual_seed(0)
     model = AutoEncoder(1, features=4)
     start = dcn.features(model, ds, "cpu")[[0, 10 * 32 + 10]].clone()  # a pixel outside the square, one inside
-    res = dcn.fit(ds, 2, model=model, epochs=1, lr=0.0, batch_size=4, initial_centres=start, centre_rule=rule,
+    res = dcn.fit(ds, 2, model=model, epochs=1, joint_lr=0.0, batch_size=4, initial_centres=start, centre_rule=rule,
                   progress=False)
-    z = dcn.features(res.model, ds, "cpu")  # the network of the pass (lr 0: only batch-norm statistics moved)
+    z = dcn.features(res.model, ds, "cpu")  # the network of the pass (joint lr 0: only batch-norm statistics moved)
     labels, m, sums = dcn.assign(start, z)
     assert (m > 0).all()
     if rule == "mean":  # the exact minimiser of the clustering term for these assignments
@@ -172,6 +174,28 @@ def test_a_round_moves_each_centre_by_its_rule(rule):
         expected = (100 * start + sums) / (100 + m[:, None])
         assert res.counts.tolist() == (100 + m).tolist()
     torch.testing.assert_close(res.centres, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_joint_rounds_train_at_their_own_learning_rate(monkeypatch):
+    ds = SliceDataset(_toy_volumes(1))
+    torch.manual_seed(0)
+    model = AutoEncoder(1, features=4)
+    weights = {k: v.clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    def moved(**rates):
+        res = dcn.fit(ds, 2, model=copy.deepcopy(model), epochs=1, batch_size=4, progress=False, **rates)
+        return max((res.model.state_dict()[k] - v).abs().max().item() for k, v in weights.items()
+                   if "running" not in k)
+
+    assert moved(lr=1.0, joint_lr=0.0) == 0  # pretraining's rate does not reach the rounds
+    assert moved(lr=0.0) > 1e-5  # the rounds' own default rate
+    assert moved(lr=0.0, joint_lr=1e-2) > moved(lr=0.0)
+    captured = {}
+    monkeypatch.setattr(dcn, "fit", lambda *a, **kw: captured.update(kw) or dcn.DCNResult(
+        model, torch.zeros(2, 4), torch.zeros(2, dtype=torch.long), []))
+    methods.get("dcn", size=32, batch_size=2, k=2, joint_lr=0.25).fit(_toy_volumes(1), progress=False)
+    assert captured["joint_lr"] == 0.25 and captured["lr"] == 1e-3
+    assert dcn.DCNOptions().joint_lr == dcn.DEFAULT_JOINT_LR == 1e-4 and dcn.DCNOptions().lam == dcn.DEFAULT_LAM
 
 
 def test_unknown_centre_rule_is_a_clear_error():
@@ -193,10 +217,10 @@ def test_fit_starts_from_its_init(init):
     model = AutoEncoder(1, features=4)
     z, x = dcn.brain_pixels(model, ds, "cpu", max_pixels=dcn.MAX_INIT_PIXELS)
     expected = dcn.intensity_start(z, x, 2) if init == "intensity" else kmeans(z, 2)[0]
-    # lr 0 and the count rule from counts of 100: the pass moves the start by a known amount
-    res = dcn.fit(ds, 2, model=model, epochs=1, lr=0.0, batch_size=4, init=init, centre_rule="counts",
+    # joint lr 0 and the count rule from counts of 100: the pass moves the start by a known amount
+    res = dcn.fit(ds, 2, model=model, epochs=1, joint_lr=0.0, batch_size=4, init=init, centre_rule="counts",
                   progress=False)
-    after = dcn.features(res.model, ds, "cpu")  # lr 0: only batch-norm statistics moved
+    after = dcn.features(res.model, ds, "cpu")  # joint lr 0: only batch-norm statistics moved
     labels, m, sums = dcn.assign(expected, after)
     torch.testing.assert_close(res.centres, (100 * expected + sums) / (100 + m[:, None]), rtol=1e-5, atol=1e-6)
     if init == "intensity":  # the brighter class, the bright square, is the second centre

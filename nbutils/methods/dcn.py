@@ -13,7 +13,9 @@ moves by the count rule mu_k <- (1 - 1/n_k) mu_k + z_i / n_k with counts that pe
 their eq. 8). With hundreds of thousands of pixels per pass the persistent counts freeze the centres
 at the running mean of every past pass while the features move on. The centres start at the mean
 features of the k-means classes of the pixels' intensities; the paper starts from k-means on the
-pretrained features, from which the joint rounds lost the lesion more often on real FLAIR.
+pretrained features, from which the joint rounds lost the lesion more often on real FLAIR. The rounds
+train at their own, smaller learning rate (fine-tuning the pretrained network; the paper names one rate):
+at pretraining's rate they carried the features away from the start faster than the centres followed.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ INITS = ("intensity", "features")  # the start: the intensity classes' mean feat
 DEFAULT_INIT = "intensity"  # a departure from the paper, which starts from k-means on the pretrained features
 CENTRE_RULES = ("mean", "counts")  # (II): the mean of this pass's points, or DCN's persistent count rule
 DEFAULT_CENTRE_RULE = "mean"  # a departure from the paper's count rule, made for minibatches of samples
-DEFAULT_LAM = 0.01  # clustering weight; at 1 nearly every brain pixel of real FLAIR goes to one centre, at 0.01 fewer do
+DEFAULT_LAM = 1e-3  # clustering weight; at 1 nearly every brain pixel of real FLAIR goes to one centre
+DEFAULT_JOINT_LR = 1e-4  # the rounds fine-tune the pretrained network; at pretraining's 1e-3 they lost the lesion
 MAX_INIT_PIXELS = 65536  # features subsampled for the k-means++ start and for re-seeding empty centres
 PRETRAIN = ".pretrain"  # suffix of the autoencoder pretraining checkpoint beside DCN's own
 
@@ -271,7 +274,8 @@ def fit(dataset, k: int, *, model: AutoEncoder | None = None, in_channels: int =
         batch_size: int = 8, lr: float = 1e-3, device="cpu", checkpoint: str | os.PathLike | None = None,
         resume: bool = True, seed: int = 0, max_init_pixels: int = MAX_INIT_PIXELS, progress: bool = True,
         extra: dict | None = None, initial_centres: torch.Tensor | None = None,
-        standardize: bool = False, centre_rule: str = DEFAULT_CENTRE_RULE, init: str = DEFAULT_INIT) -> DCNResult:
+        standardize: bool = False, centre_rule: str = DEFAULT_CENTRE_RULE, init: str = DEFAULT_INIT,
+        joint_lr: float = DEFAULT_JOINT_LR) -> DCNResult:
     """DCN on a dataset of ``{"image", "brain"}`` slices with K clusters fixed before training.
 
     Pretrains an autoencoder unless ``model`` is given; initialises the centres from a subsample of
@@ -290,7 +294,8 @@ def fit(dataset, k: int, *, model: AutoEncoder | None = None, in_channels: int =
     in_channels : C, for pretraining.
     lam : weight of the clustering term.
     epochs, inner_epochs : rounds, and network epochs per round.
-    batch_size, lr, device, seed, progress : as :func:`nbutils.train.fit`.
+    batch_size, lr, device, seed, progress : as :func:`nbutils.train.fit` (``lr``: pretraining's).
+    joint_lr : the Adam learning rate of the rounds, which fine-tune the pretrained network.
     checkpoint, resume, extra : the state after each round is saved atomically (with ``extra``) and
         resumed; pretraining has its own checkpoint ``checkpoint + ".pretrain"``.
     max_init_pixels : the features subsampled for k-means++ and for re-seeding.
@@ -339,7 +344,7 @@ def fit(dataset, k: int, *, model: AutoEncoder | None = None, in_channels: int =
         z, x = brain_pixels(model, dataset, device, batch_size, max_init_pixels, seed)
         centres = intensity_start(z, x, k, seed) if init == "intensity" else kmeans(z, k, seed=seed)[0]
         counts = torch.full((k,), INITIAL_COUNT, dtype=torch.long, device=device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=joint_lr)
     if state is not None and "optimizer" in state:
         optimizer.load_state_dict(state["optimizer"])
     for epoch in tqdm(range(start, epochs), desc="dcn", disable=not progress or world()[0] > 0, initial=start,
@@ -482,7 +487,9 @@ class DCNOptions(DeepOptions):
     pretrain_epochs: int = option(100, "autoencoder pretraining epochs (reconstruction alone)", low=0,
                                   train=False)
     epochs: int = option(20, "rounds of (I) network training and (II) centre update", low=1, train=False)
-    lr: float = option(1e-3, "Adam learning rate", low=0.0)
+    lr: float = option(1e-3, "Adam learning rate of the pretraining", low=0.0)
+    joint_lr: float = option(DEFAULT_JOINT_LR, "Adam learning rate of the joint rounds, which fine-tune the pretrained "
+                             "network (a departure: the paper names one rate)", low=0.0)
     standardize: bool = option(False, "batch norm (no affine) on the features, against their collapse "
                                "(Kim & Kanezaki 2020)")
     init: str = option(DEFAULT_INIT, "the centres' start: the mean features of the intensities' k-means classes "
@@ -520,8 +527,8 @@ class DCN(TrainableMethod):
         extra = training_state(self, print_)
         result = fit(dataset, o.k, in_channels=dataset.channels, lam=o.lam, features_per_pixel=o.features,
                      pretrain_epochs=o.pretrain_epochs, epochs=o.epochs, batch_size=o.batch_size, lr=o.lr,
-                     device=device, checkpoint=checkpoint, seed=o.seed, progress=progress, extra=extra,
-                     standardize=o.standardize, centre_rule=o.centres, init=o.init)
+                     joint_lr=o.joint_lr, device=device, checkpoint=checkpoint, seed=o.seed, progress=progress,
+                     extra=extra, standardize=o.standardize, centre_rule=o.centres, init=o.init)
         state = dict(config=result.model.config, centres=result.centres.cpu(), counts=result.counts.cpu(),
                      history=result.history, **extra)
         return DCNModel(self, state, device, result.model)
