@@ -12,6 +12,7 @@ from nbutils.data.datasets import SliceDataset, Volume
 from nbutils.errors import InputError
 from nbutils.methods import condensation, dcn
 from nbutils.methods.base import Options, fingerprint, option
+from nbutils.train import load_checkpoint, save_checkpoint
 
 
 def blob_volume(name="v", seed=0, n=3, size=32):
@@ -241,3 +242,23 @@ def test_cuts_intensity_weight_is_relative_to_the_embeddings_spread():
     weaker = cuts.cluster(z, mask, flair, "kmeans", 2, intensity=0.5)[mask]  # FLAIR variance 0.25 x 4 < 4
     stronger = cuts.cluster(z, mask, flair, "kmeans", 2, intensity=1.5)[mask]  # 2.25 x 4 > 4
     assert splits_along(weaker, top[mask]) and splits_along(stronger, left)
+
+
+def test_a_checkpoint_from_before_an_option_existed_loads_with_what_it_trained_with(tmp_path):
+    vols = [blob_volume("a", 0), blob_volume("b", 1)]
+    small = dict(size=32, batch_size=3, features=8, pretrain_epochs=2, epochs=1, k=3, lr=2e-3)
+    ckpt, old = tmp_path / "dcn.pt", tmp_path / "old.pt"
+    model = methods.get("dcn", **small).fit(vols, checkpoint=ckpt, progress=False)
+    state = load_checkpoint(ckpt, "dcn")
+    added = ("joint_lr", "init", "centres", "standardize")
+    state["options"] = {k: v for k, v in state["options"].items() if k not in added}
+    save_checkpoint(old, state)  # as the DCN of three changes ago wrote it: rounds at lr, the paper's start and rule
+    loaded = methods.load(old)
+    assert (loaded.options.joint_lr, loaded.options.init, loaded.options.centres) == (2e-3, "features", "counts")
+    np.testing.assert_array_equal(loaded.labels(vols[0]), model.labels(vols[0]))
+    with pytest.raises(InputError, match="old.pt: was trained with joint_lr=0.002 \\(asked 0.0001\\)"):
+        methods.get("dcn", **small, init="features", centres="counts").load(old)
+    state["options"].pop("k")  # no rule says what an older checkpoint trained with: named, not guessed
+    save_checkpoint(old, state)
+    with pytest.raises(InputError, match="old.pt: was trained with k=\\? \\(not stored: an older nbutils"):
+        methods.get("dcn", **small).load(old)

@@ -79,7 +79,8 @@ def load(path: str | os.PathLike, name: str | None = None, device="cpu", **optio
         from nbutils.errors import InputError
 
         raise InputError(path, f"holds no model of a known method ({state.get('method')!r})")
-    stored = {k: v for k, v in state.get("options", {}).items() if k in {f for f in method.Options.__dataclass_fields__}}
+    stored = {k: v for k, v in method.Options.stored(state.get("options", {})).items()
+              if k in method.Options.__dataclass_fields__}
     return method(method.Options(**{**stored, **{k: v for k, v in options.items() if v is not None}})).load(path, device)
 
 

@@ -31,7 +31,7 @@ from nbutils.errors import InputError
 from nbutils.train import load_checkpoint, remove_partials
 
 
-def option(default, help: str, *, low=None, high=None, choices=None, train: bool = True):
+def option(default, help: str, *, low=None, high=None, choices=None, train: bool = True, before=None):
     """A field of an :class:`Options` dataclass.
 
     Parameters
@@ -43,13 +43,15 @@ def option(default, help: str, *, low=None, high=None, choices=None, train: bool
     train : whether a checkpoint must have been trained with the same value to be resumed or applied
         (False for how a model labels, e.g. CUTS's stage 2, and for how long it trains: more epochs
         continue a checkpoint).
+    before : for an option added after checkpoints were first written, a function of such a checkpoint's
+        stored options that gives the value it trained with (None: checkpoints have always stored it).
 
     Returns
     -------
     dataclasses.Field.
     """
     return dataclasses.field(default=default, metadata=dict(help=help, low=low, high=high, choices=choices,
-                                                            train=train))
+                                                            train=train, before=before))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +99,21 @@ class Options:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def stored(cls, options: dict) -> dict:
+        """A checkpoint's stored options, with what an older checkpoint trained with for the options added since.
+
+        Parameters
+        ----------
+        options : the checkpoint's ``options``.
+
+        Returns
+        -------
+        a new dict; an option it lacks and that declares no ``before`` stays missing.
+        """
+        before = {f.name: f.metadata["before"] for f in dataclasses.fields(cls) if f.metadata.get("before")}
+        return {**{k: rule(options) for k, rule in before.items() if k not in options}, **options}
 
     @classmethod
     def describe(cls) -> list[dict]:
@@ -383,15 +400,17 @@ class TrainableMethod(Method):
         state = load_checkpoint(path, self.name)
         if "options" not in state:
             raise InputError(path, "holds no training options (an older nbutils wrote it); train it again")
-        differ = _differences(state["options"], self.options.training())
+        differ = _differences(self.options.stored(state["options"]), self.options.training())
         if differ:
             raise InputError(path, f"was trained with {differ}; drop those options or use another checkpoint")
         return self.Model(self, state, device)
 
 
 def _differences(stored: dict, wanted: dict) -> str:
-    """'k=4 (asked 6), ...' for the keys of ``wanted`` whose stored value differs; '' when none."""
-    return ", ".join(f"{k}={stored.get(k)!r} (asked {v!r})" for k, v in wanted.items() if stored.get(k) != v)
+    """'k=4 (asked 6), ...' for the keys of ``wanted`` whose stored value differs or is missing; '' when none."""
+    return ", ".join(f"{k}={stored[k]!r} (asked {v!r})" if k in stored
+                     else f"{k}=? (not stored: an older nbutils wrote it)"
+                     for k, v in wanted.items() if k not in stored or stored[k] != v)
 
 
 def fingerprint(volumes: list[Volume]) -> str:
@@ -453,7 +472,7 @@ def check_checkpoint(path: str | os.PathLike | None, method: TrainableMethod, pr
         load_checkpoint(path, method.name)
     for f in (f for f in files if f.exists()):
         state = load_checkpoint(f)
-        differ = _differences(state.get("options", {}), method.options.training())
+        differ = _differences(method.options.stored(state.get("options", {})), method.options.training())
         if differ:
             raise InputError(f, f"holds training with {differ}; pass --restart to start over, or use another "
                                 "checkpoint")

@@ -489,15 +489,16 @@ class DCNOptions(DeepOptions):
     epochs: int = option(20, "rounds of (I) network training and (II) centre update", low=1, train=False)
     lr: float = option(1e-3, "Adam learning rate of the pretraining", low=0.0)
     joint_lr: float = option(DEFAULT_JOINT_LR, "Adam learning rate of the joint rounds, which fine-tune the pretrained "
-                             "network (a departure: the paper names one rate)", low=0.0)
+                             "network (a departure: the paper names one rate)", low=0.0,
+                             before=lambda stored: stored.get("lr"))
     standardize: bool = option(False, "batch norm (no affine) on the features, against their collapse "
-                               "(Kim & Kanezaki 2020)")
+                               "(Kim & Kanezaki 2020)", before=lambda stored: False)
     init: str = option(DEFAULT_INIT, "the centres' start: the mean features of the intensities' k-means classes "
                        "(a departure from the paper), or k-means on the pretrained features (the paper's)",
-                       choices=INITS)
+                       choices=INITS, before=lambda stored: "features")
     centres: str = option(DEFAULT_CENTRE_RULE, "centre update after each pass: the mean of its points in that pass, "
                           "or DCN's count rule with counts that persist over the passes (the paper's)",
-                          choices=CENTRE_RULES)
+                          choices=CENTRE_RULES, before=lambda stored: "counts")
 
     ci: ClassVar[dict] = {**DeepOptions.ci, "pretrain_epochs": 15, "epochs": 3}
 
