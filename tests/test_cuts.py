@@ -124,6 +124,24 @@ def test_each_stage2_keeps_two_separated_groups_apart(stage2):
         assert len(np.unique(labels[v.brain])) == 2
 
 
+@pytest.mark.parametrize("start", cuts.STARTS)
+def test_stage2_kmeans_from_the_intensity_classes_keeps_their_split(start):
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:32, :32]
+    brain = np.ones((2, 32, 32), bool)
+    flair = np.broadcast_to(np.where(yy < 16, 0.8, 0.3), brain.shape)  # bright top half
+    z = np.zeros((2, 4, 32, 32), np.float32)
+    z[:, :3] = np.where(xx < 16, 1.0, -1.0) + rng.normal(0, 0.05, (2, 3, 32, 32))  # left / right: the deeper split
+    z[:, 3] = np.where(yy < 16, 1.0, -1.0) + rng.normal(0, 1.0, (2, 32, 32))  # top / bottom, blurred by noise
+    labels = cuts.cluster(z, brain, flair, "kmeans", k=2, intensity=0.0, start=start)  # the embeddings alone
+    agree = {name: max(np.mean((labels == 1) == half), np.mean((labels == 2) == half))
+             for name, half in (("top", yy < 16), ("left", xx < 16))}
+    if start == "intensity":  # its start is a fixed point of Lloyd's iterations: the pixels follow z[3]'s sign
+        assert agree["top"] > 0.75 and agree["left"] < 0.6, agree  # measured 0.82 and 0.53
+    else:
+        assert agree["left"] > 0.99, agree
+
+
 def test_points_append_the_flair_scaled_to_the_embeddings_length():
     rng = np.random.default_rng(0)
     mask = rng.random((2, 16, 16)) > 0.3
@@ -148,5 +166,7 @@ def test_stage2_bad_input():
     z[0, 1, 10, 10] = np.nan
     with pytest.raises(ValueError, match="1 NaN or infinite"):
         cuts.cluster(z, v.brain, v.flair, "kmeans")
+    with pytest.raises(ValueError, match="unknown start 'random'; choose one of intensity, kmeans\\+\\+"):
+        cuts.cluster(z, v.brain, v.flair, "kmeans", start="random")
     with pytest.raises(ValueError, match="unknown scaling"):
         cuts.points(z, v.brain, scaling="minmax")

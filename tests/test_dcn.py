@@ -10,7 +10,7 @@ from nbutils.data.datasets import SliceDataset, Volume
 from nbutils import metrics
 from nbutils.errors import InputError
 from nbutils.methods import dcn
-from nbutils.methods.torch_kmeans import kmeans
+from nbutils.methods.torch_kmeans import intensity_start, kmeans
 from nbutils.models import AutoEncoder, UNetEncoder
 from nbutils.train import load_checkpoint, fit
 
@@ -56,6 +56,17 @@ def test_torch_kmeans_matches_sklearn_inertia():
     ref = KMeans(4, n_init=3, random_state=0).fit(x)
     assert inertia == pytest.approx(ref.inertia_, rel=1e-3)
     assert np.allclose(np.sort(centres[:, 0].numpy()), np.sort(ref.cluster_centers_[:, 0]), atol=1e-3)
+
+
+def test_torch_kmeans_runs_lloyd_from_a_given_start():
+    x = torch.tensor([[0.0, 0], [0, 1], [10, 0], [10, 1]])  # a wide rectangle's corners
+    centres, labels, inertia = kmeans(x, 2, init=torch.tensor([[5.0, 0], [5, 1]]))
+    # bottom / top is a fixed point of Lloyd's iterations (inertia 4 x 25); k-means++ finds left / right (4 x 0.25)
+    torch.testing.assert_close(centres, torch.tensor([[5.0, 0], [5, 1]]))
+    assert labels.tolist() == [0, 1, 0, 1] and inertia == pytest.approx(100.0)
+    assert kmeans(x, 2)[2] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="init must hold 2 centres of 2 features, got shape \\(3, 2\\)"):
+        kmeans(x, 2, init=torch.zeros(3, 2))
 
 
 def test_torch_kmeans_bad_k():
@@ -206,7 +217,7 @@ def test_unknown_centre_rule_is_a_clear_error():
 def test_intensity_start_is_each_intensity_class_mean_feature():
     x = torch.tensor([[0.1], [0.12], [0.9], [0.88], [0.5], [0.52]])  # three intensity classes, in pairs
     z = torch.tensor([[1.0, 0], [3, 0], [0, 5], [0, 7], [2, 2], [4, 4]])
-    centres = dcn.intensity_start(z, x, 3)
+    centres = intensity_start(z, x, 3)
     torch.testing.assert_close(centres, torch.tensor([[2.0, 0], [3, 3], [0, 6]]))  # darkest class first
 
 
@@ -216,7 +227,7 @@ def test_fit_starts_from_its_init(init):
     torch.manual_seed(0)
     model = AutoEncoder(1, features=4)
     z, x = dcn.brain_pixels(model, ds, "cpu", max_pixels=dcn.MAX_INIT_PIXELS)
-    expected = dcn.intensity_start(z, x, 2) if init == "intensity" else kmeans(z, 2)[0]
+    expected = intensity_start(z, x, 2) if init == "intensity" else kmeans(z, 2)[0]
     # joint lr 0 and the count rule from counts of 100: the pass moves the start by a known amount
     res = dcn.fit(ds, 2, model=model, epochs=1, joint_lr=0.0, batch_size=4, init=init, centre_rule="counts",
                   progress=False)

@@ -239,8 +239,9 @@ def test_cuts_intensity_weight_is_relative_to_the_embeddings_spread():
     z = np.repeat(np.broadcast_to(rows, mask.shape)[:, None].astype(np.float32), 4, 1)
     z = z * np.array([1.0, 3.0, 0.1, 100.0], np.float32)[None, :, None, None]  # per-feature scales do not matter
     left = flair[mask] > 0.5
-    weaker = cuts.cluster(z, mask, flair, "kmeans", 2, intensity=0.5)[mask]  # FLAIR variance 0.25 x 4 < 4
-    stronger = cuts.cluster(z, mask, flair, "kmeans", 2, intensity=1.5)[mask]  # 2.25 x 4 > 4
+    # from k-means++ (the intensity start would hold the FLAIR's split at any weight): the lower inertia wins
+    weaker = cuts.cluster(z, mask, flair, "kmeans", 2, intensity=0.5, start="kmeans++")[mask]  # 0.25 x 4 < 4
+    stronger = cuts.cluster(z, mask, flair, "kmeans", 2, intensity=1.5, start="kmeans++")[mask]  # 2.25 x 4 > 4
     assert splits_along(weaker, top[mask]) and splits_along(stronger, left)
 
 

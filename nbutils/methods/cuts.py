@@ -31,7 +31,7 @@ from nbutils.data.datasets import Volume
 from nbutils.methods import condensation
 from nbutils.methods.base import (DeepModel, DeepOptions, TrainableMethod, check_checkpoint, option,
                                   training_state)
-from nbutils.methods.torch_kmeans import kmeans
+from nbutils.methods.torch_kmeans import intensity_start, kmeans
 from nbutils.models import PixelEncoder
 from nbutils.runtime import batched
 from nbutils.train import fit as train_fit
@@ -39,6 +39,8 @@ from nbutils.train import fit as train_fit
 STAGE2 = ("kmeans", "spectral", "condensation")
 SCALINGS = ("standard", "l2")
 LEVEL_RULES = ("persistence", "structures")
+STARTS = ("intensity", "kmeans++")  # stage 2 k-means: from the FLAIR's k-means classes, or k-means++
+DEFAULT_START = "intensity"  # a departure: the paper's stage 2 is plain k-means
 DEFAULT_INTENSITY = 1.0  # stage 2: FLAIR weighs as much as the embedding (a departure; the paper's is 0)
 SSIM_C1, SSIM_C2 = 0.01**2, 0.03**2  # SSIM constants for a data range of 1
 
@@ -354,7 +356,8 @@ def spectral_kmeans(x: np.ndarray, k: int, *, max_points: int = 2048, seed: int 
 
 def cluster(z: np.ndarray, mask: np.ndarray, flair: np.ndarray, stage2: str = "condensation", k: int = 4, *,
             scaling: str = "standard", level_rule: str = "persistence", max_points: int = 2048,
-            intensity: float = DEFAULT_INTENSITY, device="cpu", seed: int = 0) -> np.ndarray:
+            intensity: float = DEFAULT_INTENSITY, start: str = DEFAULT_START, device="cpu",
+            seed: int = 0) -> np.ndarray:
     """Stage 2 on the embeddings of one volume: labels named for the label-free rule.
 
     Parameters
@@ -372,6 +375,10 @@ def cluster(z: np.ndarray, mask: np.ndarray, flair: np.ndarray, stage2: str = "c
     level_rule : see ``stage2``.
     max_points : condensation and spectral coarse-grain to at most this many points.
     intensity : weight of the FLAIR appended to the embeddings (see :func:`points`; 0: the paper's embeddings alone).
+    start : stage 2 k-means' start: ``"intensity"``, each centre the mean point of a k-means class of the FLAIR
+        (:func:`~nbutils.methods.torch_kmeans.intensity_start`, a departure from the paper: the clusters begin
+        where k-means on the intensities ends, and Lloyd's iterations move them in the embedding), or
+        ``"kmeans++"``.
     device : k-means and condensation run there; PHATE on the CPU.
     seed : every random choice.
 
@@ -383,9 +390,14 @@ def cluster(z: np.ndarray, mask: np.ndarray, flair: np.ndarray, stage2: str = "c
         raise ValueError(f"unknown stage 2 {stage2!r}; choose one of {', '.join(STAGE2)}")
     if level_rule not in LEVEL_RULES:
         raise ValueError(f"unknown level rule {level_rule!r}; choose one of {', '.join(LEVEL_RULES)}")
+    if start not in STARTS:
+        raise ValueError(f"unknown start {start!r}; choose one of {', '.join(STARTS)}")
     x = points(z, mask, flair, intensity=intensity, scaling=scaling, seed=seed)
     if stage2 == "kmeans":
-        ids = kmeans(torch.from_numpy(x).to(device), k, seed=seed)[1].cpu().numpy()
+        x = torch.from_numpy(x).to(device)
+        init = (intensity_start(x, torch.from_numpy(flair[mask][:, None].astype(np.float32)).to(device), k, seed)
+                if start == "intensity" else None)
+        ids = kmeans(x, k, seed=seed, init=init)[1].cpu().numpy()
     elif stage2 == "spectral":
         ids = spectral_kmeans(x, k, max_points=max_points, seed=seed)
     else:
@@ -443,6 +455,8 @@ class CUTSOptions(DeepOptions):
                              "persistent structures", choices=LEVEL_RULES, train=False)
     intensity: float = option(DEFAULT_INTENSITY, "stage 2: weight of the FLAIR intensity appended to the embeddings, "
                               "relative to their spread (0: the paper's embeddings alone)", low=0.0, train=False)
+    start: str = option(DEFAULT_START, "stage 2 k-means' start: the mean points of the FLAIR's k-means classes "
+                        "(a departure from the paper), or k-means++", choices=STARTS, train=False)
 
     ci: ClassVar[dict] = {**DeepOptions.ci, "epochs": 10, "max_points": 2048}
 
@@ -454,7 +468,8 @@ class CUTSModel(DeepModel):
         o = self.options
         z = embed(self.network, volume.image, o.batch_size)
         return cluster(z, volume.brain, volume.flair, o.stage2, o.k, scaling=o.scaling, level_rule=o.level_rule,
-                       max_points=o.max_points, intensity=o.intensity, device=self.device, seed=o.seed)
+                       max_points=o.max_points, intensity=o.intensity, start=o.start, device=self.device,
+                       seed=o.seed)
 
 
 class CUTS(TrainableMethod):

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from nbutils.data.datasets import SliceDataset
 from nbutils.methods.base import (DeepModel, DeepOptions, TrainableMethod, check_checkpoint, option,
                                   training_state)
-from nbutils.methods.torch_kmeans import kmeans, squared_distances
+from nbutils.methods.torch_kmeans import intensity_start, kmeans, squared_distances
 from nbutils.models import AutoEncoder
 from nbutils.runtime import all_sum, batched, world
 from nbutils.train import fit as train_fit
@@ -212,26 +212,6 @@ def features(model: AutoEncoder, dataset, device, batch_size: int = 8, max_pixel
              seed: int = 0) -> torch.Tensor:
     """(M, D) brain-pixel features of a dataset (see :func:`brain_pixels`)."""
     return brain_pixels(model, dataset, device, batch_size, max_pixels, seed)[0]
-
-
-def intensity_start(z: torch.Tensor, x: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
-    """DCN's starting centres from the intensity classes: the mean feature of each k-means class of the
-    pixels' intensities.
-
-    Parameters
-    ----------
-    z : (M, D) features.
-    x : (M, C) the same pixels' intensities.
-    k : classes.
-    seed : k-means' starts.
-
-    Returns
-    -------
-    (K, D) centres, ordered by their class's mean first channel (the darkest first).
-    """
-    centres, labels, _ = kmeans(x, k, seed=seed)
-    order = torch.argsort(centres[:, 0])
-    return torch.stack([z[labels == j].mean(0) for j in order.tolist()])
 
 
 @dataclasses.dataclass

@@ -58,7 +58,7 @@ def kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator) -> torc
 
 
 def kmeans(x: torch.Tensor, k: int, *, n_init: int = 3, max_iter: int = 100, tol: float = 1e-4,
-           seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, float]:
+           seed: int = 0, init: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, float]:
     """k-means (k-means++ seeding, Lloyd iterations) in torch, on the data's device.
 
     Parameters
@@ -68,6 +68,7 @@ def kmeans(x: torch.Tensor, k: int, *, n_init: int = 3, max_iter: int = 100, tol
     n_init : starts; the lowest inertia (sum of squared distances) wins.
     max_iter, tol : Lloyd iterations and the relative inertia change that stops them.
     seed : the starts.
+    init : (K, D) the one start to use instead of k-means++ (``n_init`` is then ignored).
 
     Returns
     -------
@@ -79,10 +80,12 @@ def kmeans(x: torch.Tensor, k: int, *, n_init: int = 3, max_iter: int = 100, tol
     distinct = len(torch.unique(x, dim=0)) if len(x) <= 1_000_000 else len(x)
     if k > distinct:
         raise ValueError(f"k={k} exceeds the {distinct} distinct feature vectors")
+    if init is not None and tuple(init.shape) != (k, x.shape[1]):
+        raise ValueError(f"init must hold {k} centres of {x.shape[1]} features, got shape {tuple(init.shape)}")
     generator = torch.Generator().manual_seed(seed)
     best = None
-    for _ in range(n_init):
-        centres = kmeans_plusplus(x, k, generator)
+    for _ in range(1 if init is not None else n_init):
+        centres = kmeans_plusplus(x, k, generator) if init is None else init.to(x.device, x.dtype).clone()
         previous = float("inf")
         for _ in range(max_iter):
             d = squared_distances(x, centres)
@@ -103,3 +106,23 @@ def kmeans(x: torch.Tensor, k: int, *, n_init: int = 3, max_iter: int = 100, tol
         if best is None or inertia < best[2]:
             best = (centres, labels, inertia)
     return best
+
+
+def intensity_start(z: torch.Tensor, x: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
+    """Starting centres from the intensity classes: the mean feature of each k-means class of the pixels'
+    intensities, so that clustering in a learnt space begins where k-means on the intensities ends.
+
+    Parameters
+    ----------
+    z : (M, D) features.
+    x : (M, C) the same pixels' intensities.
+    k : classes.
+    seed : k-means' starts.
+
+    Returns
+    -------
+    (K, D) centres, ordered by their class's mean first channel (the darkest first).
+    """
+    centres, labels, _ = kmeans(x, k, seed=seed)
+    order = torch.argsort(centres[:, 0])
+    return torch.stack([z[labels == j].mean(0) for j in order.tolist()])
