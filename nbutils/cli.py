@@ -20,6 +20,7 @@ import json
 import os
 import sys
 import time
+import traceback
 import warnings
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from nbutils.data import streaming
 from nbutils.data.datasets import every_nth_slice, phantom_volumes
 from nbutils.data.io import write_json
 from nbutils.errors import InputError
+from nbutils.methods.base import MAX_SEED
 
 MANIFEST = "nbutils_run.json"
 
@@ -65,19 +67,55 @@ def _writable(path: Path, what: str) -> None:
 
 
 def _read_manifest(path: Path) -> dict:
+    way_out = "delete it (and the outputs it lists) or choose another folder"
     try:
         manifest = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(path, f"is not a readable nbutils run manifest ({type(exc).__name__})") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("run", {}), dict):
-        raise InputError(path, "is not an nbutils run manifest (not a JSON object with a run)")
+        raise InputError(path, f"is not a readable nbutils run manifest ({type(exc).__name__}); {way_out}") from None
+    cases = manifest.get("cases", {}) if isinstance(manifest, dict) else None
+    if (not isinstance(manifest, dict) or not isinstance(manifest.get("run", {}), dict) or not isinstance(cases, dict)
+            or not all(isinstance(c, dict) and isinstance(c.get("files", []), list) for c in cases.values())):
+        raise InputError(path, f"is not an nbutils run manifest (not a JSON object with a run and cases); {way_out}")
     return manifest
+
+
+def _listed_files(out: Path, manifest: dict) -> list[Path]:
+    """The files a previous run's manifest says it wrote, each checked to lie inside OUTPUT.
+
+    Returns
+    -------
+    list of paths; InputError naming the manifest for any entry that is not a relative path inside ``out``
+    (nothing has been deleted then).
+    """
+    root = out.resolve()
+    files = []
+    for entry in manifest.get("cases", {}).values():
+        for name in entry.get("files", []):
+            path = out / name if isinstance(name, str) else None
+            if (path is None or Path(name).is_absolute() or path.resolve() == root / MANIFEST
+                    or root not in path.resolve().parents):
+                raise InputError(out / MANIFEST, f"lists {name!r}, which is not a file inside {out}; nothing was "
+                                                 "deleted: delete the manifest or choose another folder")
+            files.append(path)
+    return files
+
+
+def _remove_outputs(out: Path, files: list[Path]) -> None:
+    """Delete a previous run's files, then the folders under ``out`` that held them and are left empty."""
+    for path in files:
+        path.unlink(missing_ok=True)
+    root = out.resolve()
+    for folder in sorted({p.parent.resolve() for p in files}, key=lambda f: len(f.parts), reverse=True):
+        while folder != root and root in folder.parents and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
 
 
 def _claim_output(out: Path, run: dict, overwrite: bool) -> dict:
     """Make sure OUTPUT is empty, ours from the same run, or explicitly overwritable, and return the
     manifest to keep up to date (``run``: the options; ``cases``: what was decided and written per case).
-    ``overwrite`` first removes the files the previous run's manifest says it wrote (and only those)."""
+    ``overwrite`` first removes the files the previous run's manifest says it wrote (only those, and only
+    inside OUTPUT) and the folders of ours they leave empty."""
     manifest = out / MANIFEST
     if out.exists() and not out.is_dir():
         raise InputError(out, "exists and is not a folder")
@@ -92,9 +130,7 @@ def _claim_output(out: Path, run: dict, overwrite: bool) -> dict:
         previous = _read_manifest(manifest) if manifest.exists() else {}
         before = previous.get("run", {})
         if overwrite:
-            for entry in previous.get("cases", {}).values():
-                for name in entry.get("files", []):
-                    (out / name).unlink(missing_ok=True)
+            _remove_outputs(out, _listed_files(out, previous))
         elif before != run:
             diff = ", ".join(f"{k} {before.get(k)!r} there, {run[k]!r} now" for k in run if before.get(k) != run[k])
             raise InputError(out, f"holds a different run's outputs ({diff}); choose another folder or pass --overwrite")
@@ -105,6 +141,24 @@ def _claim_output(out: Path, run: dict, overwrite: bool) -> dict:
     state = dict(run=run, cases=cases)
     write_json(manifest, state)
     return state
+
+
+def _outside_input(out: Path, given: str) -> None:
+    """InputError unless OUTPUT lies outside INPUT (else the next run reads our outputs as input)."""
+    source, target = Path(given).resolve(), out.resolve()
+    if target == source or source in target.parents:
+        raise InputError(out, f"is {'INPUT itself' if target == source else 'inside INPUT'} ({given}); choose an "
+                              "output folder outside the input, so that outputs are never read as input")
+
+
+def _channels(args) -> list[str] | None:
+    """``--channels`` as a list of names; a ValueError for an empty name (it would match any sequence)."""
+    if args.channels is None:
+        return None
+    names = [c.strip() for c in args.channels.split(",")]
+    if not all(names):
+        raise ValueError(f"--channels {args.channels!r} holds an empty name; give names like flair or flair,t1")
+    return names
 
 
 def _describe(case) -> str:
@@ -156,9 +210,10 @@ def cmd_segment(args) -> int:
             raise ValueError(f"{args.method} learns from lesion masks: train it first (python -m nbutils train "
                              f"{args.method} INPUT CKPT) and segment with --checkpoint")
     out = Path(args.output)
+    channels = _channels(args)
+    _outside_input(out, args.input)
     _writable(out / MANIFEST, "output")
-    cases = cases_io.load_cases(args.input, args.channels.split(",") if args.channels else None, args.brain,
-                                cfg.device)
+    cases = cases_io.load_cases(args.input, channels, args.brain, cfg.device)
     _check_channels(model, cases)
     method.check([c.volume for c in cases])
     run = dict(method=args.method, input=str(Path(args.input).resolve()), options=method.options.as_dict(),
@@ -174,10 +229,16 @@ def cmd_segment(args) -> int:
             continue
         labels = model.labels(v) if model else method.labels(v, device=cfg.device)
         lesion = method.lesion(labels, v, not args.all_components)
-        files = case.write(out, labels, lesion, v.brain)
-        manifest["cases"][v.name] = dict(brain=v.brain_mode, brain_reason=v.brain_reason, flair=case.has_flair,
-                                         files=[str(p.relative_to(out)) for p in files])
-        write_json(out / MANIFEST, manifest)
+        try:
+            files = case.write(out, labels, lesion, v.brain)
+            manifest["cases"][v.name] = dict(brain=v.brain_mode, brain_reason=v.brain_reason, flair=case.has_flair,
+                                             files=[str(p.relative_to(out)) for p in files])
+            write_json(out / MANIFEST, manifest)
+        except OSError:  # a full disk, a permission: no case stays half written or written but not listed
+            manifest["cases"].pop(v.name, None)
+            for path in case.outputs(out):
+                path.unlink(missing_ok=True)
+            raise
         written += 1
     print(f"{args.method}: {written} case(s) written, {skipped} already done, in {out}")
     return 0
@@ -202,9 +263,9 @@ def cmd_train(args) -> int:
     if not method.learns:
         raise ValueError(f"{args.method} with these options fits each volume on its own: nothing to train")
     _writable(Path(args.checkpoint), "checkpoint")
+    channels = _channels(args)
     device = runtime.init_distributed(cfg.device)
     rank, size = runtime.world()
-    channels = args.channels.split(",") if args.channels else None
     folder = cfg.cache_dir / f"slices_{cases_io.input_key(args.input, channels=channels, brain=args.brain, size=method.options.size)}"
     if rank == 0 and not (folder / "index.json").exists():
         total, cases = cases_io.iter_cases(args.input, channels, args.brain, device)
@@ -218,7 +279,7 @@ def cmd_train(args) -> int:
     if size > 1:
         torch.distributed.barrier()  # the others wait for rank 0's cache
     data = streaming.StreamingSlices(folder)
-    args.interrupted_hint = f"the checkpoint {args.checkpoint} holds the last finished epoch; re-run to resume"
+    args.interrupted_hint = lambda: _resume_hint(args.checkpoint)
     model = method.fit(data, device=device, checkpoint=args.checkpoint, restart=args.restart)
     if rank == 0:
         last = model.history[-1]
@@ -229,6 +290,15 @@ def cmd_train(args) -> int:
     if size > 1:
         torch.distributed.destroy_process_group()
     return 0
+
+
+def _resume_hint(checkpoint: str) -> str:
+    """What an interrupted ``train`` left: the checkpoint files that exist, and how to resume."""
+    kept = [p for p in (Path(checkpoint), *Path(checkpoint).parent.glob(Path(checkpoint).name + ".*"))
+            if p.is_file() and not p.name.startswith(".partial-")]
+    if not kept:
+        return f"no epoch finished, so no checkpoint was written ({checkpoint}); re-run to start again"
+    return f"{' and '.join(map(str, kept))} hold{'s' if len(kept) == 1 else ''} the last finished epoch; re-run to resume"
 
 
 def _read_optional(path: Path, reader):
@@ -260,24 +330,20 @@ def _pairs_lgg(pred: Path, gt: Path):
 
 
 def _pairs_nifti(pred: Path, gt: Path):
-    sources = [gt] if nifti_io.is_nifti(gt) or any(nifti_io.is_nifti(c) for c in gt.iterdir()) else sorted(
-        c for c in gt.iterdir() if c.is_dir())
-    for source in sources:
-        files = [source] if source.is_file() else sorted(p for p in source.iterdir() if nifti_io.is_nifti(p))
-        truth = [p for p in files if nifti_io.is_ground_truth(p)]
-        if not truth:
-            raise InputError(source, "holds no ground-truth file (seg, label, mask or gt in its name)")
-        case = source.name if source.is_dir() else nifti_io.stem(source)
-        target = np.asanyarray(nifti_io.read_nifti(truth[0]).dataobj) > 0
+    for source in nifti_io.sources(gt)[0]:  # the cases as segment read them
+        if source.truth is None:
+            raise InputError(source.inputs[0] if len(source.inputs) == 1 else source.inputs[0].parent,
+                             "has no ground-truth file (seg, label, mask or gt in its name) to evaluate against")
+        target = np.asanyarray(nifti_io.read_nifti(source.truth).dataobj) > 0
         arrays = []
         for kind in cases_io.OUTPUTS:
-            path = pred / f"{case}_{kind}.nii.gz"
+            path = pred / f"{source.name}_{kind}.nii.gz"
             if kind != "brain" and not path.exists():
                 raise InputError(path, "prediction missing")
             array = _read_optional(path, lambda p: np.asanyarray(nifti_io.read_nifti(p).dataobj))
-            arrays.append(None if array is None else _check_shape(array, path, target, truth[0]))
+            arrays.append(None if array is None else _check_shape(array, path, target, source.truth))
         labels, lesion, brain_ = arrays
-        yield case, labels, lesion > 0, None if brain_ is None else brain_ > 0, target
+        yield source.name, labels, lesion > 0, None if brain_ is None else brain_ > 0, target
 
 
 def _pairs_images(pred: Path, gt: Path):
@@ -383,16 +449,22 @@ def cmd_compare(args) -> int:
         raise ValueError(f"--every must be at least 1, got {args.every}")
     if args.seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.subjects is not None and args.subjects < 1:
+        raise ValueError(f"--subjects must be at least 1, got {args.subjects}")
+    if not 0 <= args.seed <= MAX_SEED - args.seeds + 1:
+        raise ValueError(f"--seed must be between 0 and {MAX_SEED - args.seeds + 1}, got {args.seed}")
+    channels = _channels(args)
     for entry in chosen:  # every option is checked before any work
         comparison.method_of(entry, cfg.profile, **overrides, size=args.size)
     if args.json:
         _writable(Path(args.json), "JSON file")
     start = time.perf_counter()
     if args.input == "phantom":
+        if channels:
+            raise ValueError("--channels applies to data on disk; the phantom's sequences are fixed")
         volumes = phantom_volumes(args.subjects or cfg.n_subjects, cfg.slices_per_volume, cfg.image_size,
                                   seed=args.seed, cache_dir=cfg.cache_dir, brain=args.brain, device=cfg.device)
     else:
-        channels = args.channels.split(",") if args.channels else None
         volumes = [c.volume for c in cases_io.load_cases(args.input, channels, args.brain, cfg.device)]
         missing = [v.name for v in volumes if v.target is None]
         if missing:
@@ -575,8 +647,20 @@ def main(argv: list[str] | None = None) -> int:
         _close_bars()
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the machine's, not ours: a full disk, a permission, a vanished file
+        _close_bars()
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         _close_bars()
-        hint = getattr(args, "interrupted_hint", "files written so far are complete; re-run the same command to resume")
-        print(f"interrupted: {hint}", file=sys.stderr)
+        hint = getattr(args, "interrupted_hint", lambda: "files written so far are complete; re-run the same command "
+                                                          "to resume")
+        print(f"interrupted: {hint()}", file=sys.stderr)
         return 130
+    except Exception:
+        _close_bars()
+        print("error: an internal error in nbutils (a bug, not your input); please report it with the traceback "
+              "below", file=sys.stderr)
+        traceback.print_exc()
+        return 1

@@ -101,9 +101,12 @@ def method_of(entry: Entry, profile: str = "ci", **overrides) -> methods.Method:
 
     Returns
     -------
-    :class:`nbutils.methods.Method`.
+    :class:`nbutils.methods.Method`; a ValueError names the entry when an override is out of its range.
     """
-    return methods.get(entry.method, profile, overrides, **dict(entry.options))
+    try:
+        return methods.get(entry.method, profile, overrides, **dict(entry.options))
+    except ValueError as exc:
+        raise ValueError(f"{entry.name}: {exc}; choose the methods with --methods") from None
 
 
 def compare(volumes: list[Volume], chosen: list[Entry] | None = None, *, profile: str = "ci", device="cpu",

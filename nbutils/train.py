@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -122,7 +123,9 @@ def load_checkpoint(path: str | os.PathLike, method: str | None = None) -> dict:
     or another method's.
     """
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols in its own words: ours says it
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise InputError(path, "checkpoint not found") from None
     except IsADirectoryError:

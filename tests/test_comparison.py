@@ -60,12 +60,14 @@ def test_a_trained_method_trains_once_for_all_its_entries_and_shares_the_time(mo
 
 
 def test_overrides_reach_only_the_methods_that_have_them():
-    kmeans, otsu, otsu2, dcn = (comparison.method_of(e, "ci", k=6, seed=3)
+    kmeans, otsu, otsu2, dcn = (comparison.method_of(e, "ci", k=5, seed=3)
                                 for e in comparison.entries(["kmeans", "otsu", "dcn"]))
-    assert kmeans.options.k == 6 and kmeans.options.seed == 3 and otsu.options.k == 6
+    assert kmeans.options.k == 5 and kmeans.options.seed == 3 and otsu.options.k == 5
     assert otsu2.options.k == 2  # the entry's own option wins
-    assert dcn.options.k == 6 and dcn.options.epochs == 3  # the ci profile's, with the override on top
+    assert dcn.options.k == 5 and dcn.options.epochs == 3  # the ci profile's, with the override on top
     assert comparison.method_of(comparison.entries(["zscore"])[0], "ci", k=6).options.threshold == 3.0
+    with pytest.raises(ValueError, match="^Otsu: k must be at most 5, got 6; choose the methods with --methods$"):
+        comparison.method_of(comparison.entries(["otsu"])[0], "ci", k=6)
 
 
 def test_compare_needs_ground_truth():

@@ -115,7 +115,9 @@ def test_nifti_case_folder_stacks_sorted_and_excludes_ground_truth(tmp_path):
     folder = tmp_path / "BraTS_001"
     folder.mkdir()
     for i, name in enumerate(["t1", "flair", "t2"]):
-        save_nifti(folder / f"BraTS_001_{name}.nii.gz", np.full((4, 4, 4), i + 1.0, np.float32))
+        volume = np.full((4, 4, 4), i + 1.0, np.float32)
+        volume[3, 3, 3] = 0  # not constant: a constant file is refused
+        save_nifti(folder / f"BraTS_001_{name}.nii.gz", volume)
     seg = np.zeros((4, 4, 4), np.uint8)
     seg[1, 1, 1] = 2
     save_nifti(folder / "BraTS_001_seg.nii.gz", seg)
@@ -143,16 +145,17 @@ def test_nifti_bad_input_names_the_file(tmp_path, problem, make, match):
 
 
 def test_nifti_sequences_of_different_shapes(tmp_path):
-    save_nifti(tmp_path / "a_flair.nii.gz", np.ones((4, 4, 4), np.float32))
-    save_nifti(tmp_path / "a_t1.nii.gz", np.ones((4, 4, 5), np.float32))
+    rng = np.random.default_rng(0)
+    save_nifti(tmp_path / "a_flair.nii.gz", rng.random((4, 4, 4), np.float32))
+    save_nifti(tmp_path / "a_t1.nii.gz", rng.random((4, 4, 5), np.float32))
     with pytest.raises(InputError, match="a_t1.nii.gz: has shape"):
         nifti.load_nifti_case(tmp_path)
 
 
 def test_image_folder(tmp_path):
     from PIL import Image
-    Image.fromarray(np.full((5, 6, 3), 255, np.uint8)).save(tmp_path / "b.png")
-    Image.fromarray(np.full((5, 6), 128, np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.pad(np.full((5, 5, 3), 255, np.uint8), ((0, 0), (0, 1), (0, 0)))).save(tmp_path / "b.png")
+    Image.fromarray(np.pad(np.full((5, 5), 128, np.uint8), ((0, 0), (1, 0)))).save(tmp_path / "a.png")
     loaded = images.load_image_folder(tmp_path)
     assert [n for n, _ in loaded] == ["a", "b"]
     assert loaded[0][1].shape == (5, 6, 1) and loaded[1][1].max() == 1.0

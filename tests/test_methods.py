@@ -59,6 +59,34 @@ def test_options_are_validated_with_one_line_and_profiles_apply_in_one_place():
     assert methods.get("dcn", "ci", epochs=7).options.epochs == 7  # a user's override on top of the profile
 
 
+@pytest.mark.parametrize("name, value, match", [
+    ("zscore", dict(threshold=float("nan")), "^threshold must be a finite number, got nan$"),
+    ("chan-vese", dict(mu=float("inf")), "^mu must be a finite number, got inf$"),
+    ("dcn", dict(lr=float("nan")), "^lr must be a finite number, got nan$"),
+    ("kmeans", dict(k=65), "^k must be at most 64, got 65$"),
+    ("otsu", dict(k=6), "^k must be at most 5, got 6$"),
+    ("gmm", dict(seed=2**32), "^seed must be at most 4294967295, got 4294967296$"),
+    ("acwe", dict(seed=-1), "^seed must be at least 0, got -1$"),
+])
+def test_options_refuse_non_finite_numbers_and_values_whose_work_has_no_end(name, value, match):
+    with pytest.raises(ValueError, match=match):
+        methods.get(name, **value)
+
+
+def test_k_is_checked_against_the_distinct_intensities_in_memory_and_in_the_slice_cache(tmp_path):
+    from nbutils.data.streaming import cache_slices
+
+    v = blob_volume()
+    v.image[:] = np.round(v.image * 2) / 2  # three levels: 0, 0.5, 1 (two inside the brain here)
+    levels = len(np.unique(v.image[:, 0][v.brain]))
+    with pytest.raises(ValueError, match=f"^v: {levels} distinct intensities inside the brain, fewer than k=4"):
+        methods.get("kmeans", k=4).check([v])
+    methods.get("kmeans", k=levels).check([v])
+    cached = cache_slices([v], tmp_path / "cache", size=32)  # the working size of the volume: no resampling
+    with pytest.raises(ValueError, match=f"distinct intensities inside the brain, fewer than k=4"):
+        methods.get("dcn", k=4, size=32).check(cached)
+
+
 def test_a_new_method_is_one_options_class_and_one_labels_function(monkeypatch, capsys):
     @dataclasses.dataclass(frozen=True)
     class HalfOptions(Options):

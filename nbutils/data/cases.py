@@ -19,7 +19,7 @@ from nbutils.data import images as image_io
 from nbutils.data import lgg as lgg_io
 from nbutils.data import nifti as nifti_io
 from nbutils.data.datasets import Volume, from_lgg
-from nbutils.data.io import atomic_path
+from nbutils.data.io import OUTPUT_KINDS, atomic_path
 from nbutils.data.brain import find_brain
 from nbutils.data.preprocessing import from_slices, normalize, to_slices
 from nbutils.errors import InputError
@@ -56,7 +56,7 @@ def _write_tif(path: Path, array: np.ndarray) -> None:
         tifffile.imwrite(tmp, np.asarray(array, label_dtype(array)))
 
 
-OUTPUTS = ("labels", "lesion", "brain")  # the files written per case (or per LGG slice)
+OUTPUTS = OUTPUT_KINDS  # the files written per case (or per LGG slice)
 
 
 def _lgg_case(v: lgg_io.LGGVolume, brain: str, device, channels: list[str] | None) -> Case:
@@ -163,15 +163,19 @@ def iter_cases(path: str | Path, channels: list[str] | None = None, brain: str =
     kind = detect(path)
     if kind == "lgg":
         folders = lgg_io.lgg_patients(path)
+        if channels:
+            lgg_io.channel_indices(path, channels)  # names checked before any file is read
         return len(folders), (_lgg_case(lgg_io.load_lgg_patient(f), brain, device, channels) for f in folders)
     if kind == "image":
+        if channels:
+            raise InputError(path, "holds plain images, whose channels have no names: drop --channels")
         pairs = image_io.load_image_folder(path)
         return len(pairs), (_image_case(name, array, brain) for name, array in pairs)
-    if path.is_file() or any(nifti_io.is_nifti(c) and not nifti_io.is_ground_truth(c) for c in path.iterdir()):
-        sources = [path]  # one file, or one case folder
-    else:  # a folder of cases: sub-folders and loose files
-        sources = sorted(c for c in path.iterdir() if c.is_dir() or (nifti_io.is_nifti(c) and not nifti_io.is_ground_truth(c)))
-    return len(sources), (_nifti_case(nifti_io.load_nifti_case(s, channels), brain, device) for s in sources)
+    sources, note = nifti_io.sources(path)
+    sources = [s.select(channels) for s in sources]  # every name checked before any file is read
+    if note:
+        tqdm.write(note)
+    return len(sources), (_nifti_case(nifti_io.load_nifti_case(s), brain, device) for s in sources)
 
 
 def load_cases(path: str | Path, channels: list[str] | None = None, brain: str = "auto",

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from nbutils.data.io import atomic_path, check_volume
+from nbutils.data.io import atomic_path, check_volume, own_outputs
 from nbutils.data.nifti import GROUND_TRUTH as _GROUND_TRUTH
 from nbutils.errors import InputError
 
@@ -38,10 +38,11 @@ def image_files(folder: Path, ground_truth: bool = False) -> list[Path]:
 
     Returns
     -------
-    list of paths.
+    list of paths; ``segment``'s own outputs (``<name>_labels``, ``_lesion``, ``_brain``) are neither.
     """
-    return sorted(p for p in Path(folder).iterdir()
-                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and is_ground_truth(p) == ground_truth)
+    files = [p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    ours = own_outputs(files)
+    return sorted(p for p in files if p not in ours and is_ground_truth(p) == ground_truth)
 
 
 def read_raw(path: Path) -> np.ndarray:
@@ -55,6 +56,10 @@ def read_raw(path: Path) -> np.ndarray:
     -------
     (H, W[, C]) array; InputError naming the file when it cannot be read.
     """
+    if path.suffix.lower() in (".tif", ".tiff"):
+        from nbutils.data.lgg import read_tif
+
+        return read_tif(path)  # tifffile reads what Pillow cannot (e.g. more than 4 channels, float)
     try:
         with Image.open(path) as im:
             return np.asarray(im)
@@ -76,6 +81,8 @@ def read_image(path: Path) -> np.ndarray:
     array = read_raw(path)
     if array.ndim == 2:
         array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
+        raise InputError(path, f"has shape {array.shape}; grey (H, W), RGB or RGBA (H, W, 3 or 4) images are expected")
     array = array[..., :3] if array.shape[-1] == 4 else array
     scale = 255.0 if array.dtype == np.uint8 else float(max(array.max(), 1))
     return check_volume(array / scale, path, ndim=3)

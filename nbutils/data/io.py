@@ -5,12 +5,36 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 
 import numpy as np
 
 from nbutils.errors import InputError
+
+OUTPUT_KINDS = ("labels", "lesion", "brain")  # what segment writes per case (or LGG slice): <name>_<kind>.<ext>
+_OUTPUT_NAME = re.compile(rf"^(?P<name>.+)_(?P<kind>{'|'.join(OUTPUT_KINDS)})(?P<ext>(\.[A-Za-z]+)+)$")
+
+
+def own_outputs(files) -> set[Path]:
+    """The files among ``files`` that ``segment`` wrote: a ``<name>_labels``, ``<name>_lesion`` and
+    ``<name>_brain`` with the same name, folder and extension (all three: a lone ``T1_brain.nii.gz`` is input).
+
+    Parameters
+    ----------
+    files : paths.
+
+    Returns
+    -------
+    set of those paths, never read as input or ground truth.
+    """
+    groups: dict[tuple, list[Path]] = {}
+    for path in map(Path, files):
+        match = _OUTPUT_NAME.match(path.name)
+        if match:
+            groups.setdefault((path.parent, match["name"], match["ext"].lower()), []).append(path)
+    return {p for group in groups.values() if len(group) == len(OUTPUT_KINDS) for p in group}
 
 
 @contextlib.contextmanager
@@ -80,16 +104,24 @@ def check_volume(array: np.ndarray, path, ndim: int | tuple[int, ...]) -> np.nda
     Returns
     -------
     float32 array. Raises :class:`InputError` naming ``path`` for another dimensionality, NaN or inf
-    values, or an all-zero array (nothing to segment).
+    values, values beyond float32's range, or a constant array (nothing to segment).
     """
     dims = (ndim,) if isinstance(ndim, int) else ndim
     if array.ndim not in dims:
         want = " or ".join(f"{d}D" for d in dims)
         raise InputError(path, f"is {array.ndim}D with shape {tuple(array.shape)}, expected {want}")
-    array = np.asarray(array, dtype=np.float32)
-    bad = int(np.count_nonzero(~np.isfinite(array)))
-    if bad:
-        raise InputError(path, f"holds {bad} NaN or infinite values; fix or mask them before segmenting")
-    if not np.any(array):
-        raise InputError(path, "is all zero: there is nothing to segment")
+    array = np.asarray(array)
+    if array.dtype.kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        if bad:
+            raise InputError(path, f"holds {bad} NaN or infinite values; fix or mask them before segmenting")
+    top, limit = float(np.max(np.abs(array), initial=0)), float(np.finfo(np.float32).max)
+    if top > limit:
+        raise InputError(path, f"holds values up to {top:.3g}, beyond what float32 holds ({limit:.3g}); rescale "
+                               "the intensities before segmenting")
+    array = array.astype(np.float32)
+    if array.size == 0 or array.min() == array.max():
+        value = array.flat[0] if array.size else 0
+        what = "all zero" if value == 0 else f"constant (every value {value:g})"
+        raise InputError(path, f"is {what}: there is nothing to segment")
     return array

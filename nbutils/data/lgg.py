@@ -90,6 +90,27 @@ def is_mask_only(folder: Path) -> bool:
         (m := _SLICE.match(p.name)) and m["mask"] for p in Path(folder).glob("*.tif*"))
 
 
+def channel_indices(where, channels: list[str]) -> list[int]:
+    """The indices in :data:`CHANNELS` of the channels named like ``channels`` (substrings), in that order.
+
+    Parameters
+    ----------
+    where : the folder named in errors.
+    channels : e.g. ``["flair"]``.
+
+    Returns
+    -------
+    list of indices; InputError naming ``where`` for a name none matches.
+    """
+    picked = []
+    for want in channels:
+        hits = [i for i, n in enumerate(CHANNELS) if want.lower() in n]
+        if not want.strip() or not hits:
+            raise InputError(where, f"has no channel named like {want!r} (LGG channels: {', '.join(CHANNELS)})")
+        picked.append(hits[0])
+    return picked
+
+
 def select_channels(v: LGGVolume, channels: list[str]) -> tuple[np.ndarray, int | None]:
     """Some of a patient's channels, by name.
 
@@ -103,12 +124,7 @@ def select_channels(v: LGGVolume, channels: list[str]) -> tuple[np.ndarray, int 
     (image (S, H, W, C') with those channels in that order, the new index of FLAIR or None when it is not
     picked); InputError naming the folder for an unknown name.
     """
-    picked = []
-    for want in channels:
-        hits = [i for i, n in enumerate(CHANNELS) if want.lower() in n]
-        if not hits:
-            raise InputError(v.folder, f"has no channel named like {want!r} (LGG channels: {', '.join(CHANNELS)})")
-        picked.append(hits[0])
+    picked = channel_indices(v.folder, channels)
     flair = picked.index(FLAIR_CHANNEL) if FLAIR_CHANNEL in picked else None
     return v.image[..., picked], flair
 
@@ -140,9 +156,15 @@ def load_lgg_patient(folder: str | Path) -> LGGVolume:
     slices = [read_tif(images[i]) for i in order]
     usual = collections.Counter(a.shape for a in slices).most_common(1)[0][0]  # the odd slice is the bad one
     for i, array in zip(order, slices):
-        if array.shape != usual or array.ndim not in (2, 3):
+        if array.shape != usual:
             raise InputError(images[i], f"has shape {array.shape}, the other slices have {usual}")
-    image = np.stack([s if s.ndim == 3 else s[..., None] for s in slices])
+        if array.ndim != 3 or array.shape[-1] != len(CHANNELS):
+            found = "1 channel" if array.ndim == 2 else f"shape {array.shape}"
+            raise InputError(images[i], f"has {found}; LGG slices have {len(CHANNELS)} channels "
+                                        f"(H, W, 3: {', '.join(CHANNELS)})")
+    image = np.stack(slices)
+    if image.min() == image.max():
+        raise InputError(folder, f"every slice is constant ({image.flat[0]}): there is nothing to segment")
     mask = None
     if masks:
         mask = np.zeros(image.shape[:3], bool)

@@ -29,6 +29,12 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
             np.save(fh, np.ascontiguousarray(array))
 
 
+def distinct_rows(values: np.ndarray) -> int:
+    """How many distinct rows an (N, C) array holds (distinct intensities of N pixels with C channels)."""
+    values = np.ascontiguousarray(values)
+    return len(np.unique(values.view(np.dtype((np.void, values.dtype.itemsize * values.shape[1])))))
+
+
 def cache_slices(volumes: Iterable[Volume], folder: str | Path, size: int) -> "StreamingSlices":
     """Write volumes to a slice cache, one at a time.
 
@@ -57,7 +63,8 @@ def cache_slices(volumes: Iterable[Volume], folder: str | Path, size: int) -> "S
             if getattr(squared, key) is not None:
                 _save_npy(folder / f"{i:05d}_{key}.npy", getattr(squared, key))
         entries.append(dict(name=v.name, slices=len(v.image), flair_channel=v.flair_channel,
-                            brain_pixels=int(v.brain.sum()), target=v.target is not None))
+                            brain_pixels=int(v.brain.sum()), target=v.target is not None,
+                            distinct=distinct_rows(np.moveaxis(squared.image, 1, -1)[squared.brain])))
     write_json(folder / "index.json", dict(size=size, volumes=entries, fingerprint=digest.hexdigest()[:16]))
     return StreamingSlices(folder)
 

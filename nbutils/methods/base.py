@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
 import typing
 from pathlib import Path
@@ -26,9 +27,12 @@ import torch
 
 from nbutils import metrics
 from nbutils.data.datasets import SliceDataset, Volume, at_size, square_volume
-from nbutils.data.streaming import StreamingSlices
+from nbutils.data.streaming import StreamingSlices, distinct_rows
 from nbutils.errors import InputError
 from nbutils.train import load_checkpoint, remove_partials
+
+MAX_CLUSTERS = 64  # the most clusters (k) any method takes: the work grows with k
+MAX_SEED = 2**32 - 1  # the largest seed every library takes (NumPy, scikit-learn, torch)
 
 
 def option(default, help: str, *, low=None, high=None, choices=None, train: bool = True, before=None):
@@ -65,6 +69,8 @@ class Options:
             value, meta = getattr(self, f.name), f.metadata
             if value is None:
                 continue
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{f.name} must be a finite number, got {value}")
             if meta.get("choices") and value not in meta["choices"]:
                 raise ValueError(f"{f.name} must be one of {', '.join(map(str, meta['choices']))}, got {value!r}")
             if meta.get("low") is not None and value < meta["low"]:
@@ -138,7 +144,7 @@ def _type_name(hint) -> str:
 class DeepOptions(Options):
     """Options of the methods that train a network: they work on square slices of ``size`` pixels."""
 
-    seed: int = option(0, "random seed (weights, batches, sampling)", low=0)
+    seed: int = option(0, "random seed (weights, batches, sampling)", low=0, high=MAX_SEED)
     size: int = option(256, "working image size (pixels, square); labels are mapped back to the input", low=16)
     batch_size: int = option(16, "slices per training batch", low=1)
 
@@ -189,11 +195,21 @@ class Method:
         volumes : a list of :class:`Volume` or a :class:`~nbutils.data.streaming.StreamingSlices`.
         """
         k = getattr(self.options, "k", None)
-        counts = ([(v["name"], v["brain_pixels"]) for v in volumes.volumes] if isinstance(volumes, StreamingSlices)
-                  else [(v.name, int(v.brain.sum())) for v in volumes])
-        for name, pixels in counts:
-            if k is not None and pixels < k:
+        if k is None:
+            return
+        flair_only = getattr(self.options, "sequences", "all") == "flair"
+        if isinstance(volumes, StreamingSlices):  # counted when the slices were cached, every channel
+            counts = [(v["name"], v["brain_pixels"], v.get("distinct", k)) for v in volumes.volumes]
+        else:
+            counts = [(v.name, int(v.brain.sum()), distinct_rows(v.image[:, v.flair_channel][v.brain][:, None]
+                                                                 if flair_only else np.moveaxis(v.image, 1, -1)[v.brain]))
+                      for v in volumes]
+        for name, pixels, distinct in counts:
+            if pixels < k:
                 raise ValueError(f"{name}: {pixels} brain pixel(s), fewer than k={k} clusters")
+            if distinct < k:
+                raise ValueError(f"{name}: {distinct} distinct intensit{'y' if distinct == 1 else 'ies'} inside the "
+                                 f"brain, fewer than k={k} clusters; lower --k")
 
     def labels(self, volume: Volume, *, device="cpu", progress: bool = True) -> np.ndarray:
         """Cluster ids of one volume.

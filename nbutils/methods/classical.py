@@ -18,7 +18,7 @@ from sklearn.mixture import GaussianMixture
 
 from nbutils import metrics
 from nbutils.data.datasets import Volume
-from nbutils.methods.base import Method, Options, option
+from nbutils.methods.base import MAX_CLUSTERS, MAX_SEED, Method, Options, option
 
 MAX_FIT_POINTS = 200_000  # k-means and EM fit on at most this many random brain pixels, then label all
 SEQUENCES = ("flair", "all")
@@ -252,8 +252,8 @@ def _channels(volume: Volume, sequences: str) -> list[int] | None:
 
 @dataclasses.dataclass(frozen=True)
 class ClusterOptions(Options):
-    k: int = option(4, "clusters", low=2)
-    seed: int = option(0, "random seed (starts, subsample)", low=0)
+    k: int = option(4, "clusters", low=2, high=MAX_CLUSTERS)
+    seed: int = option(0, "random seed (starts, subsample)", low=0, high=MAX_SEED)
     sequences: str = option("flair", "cluster the FLAIR channel alone, or every channel", choices=SEQUENCES)
 
 
@@ -277,7 +277,8 @@ class GMMMethod(Method):
 
 @dataclasses.dataclass(frozen=True)
 class OtsuOptions(Options):
-    k: int = option(4, "classes (k - 1 thresholds on FLAIR)", low=2, high=32)
+    k: int = option(4, "classes (k - 1 thresholds on FLAIR; the work grows as 256^(k-2): 5 at most)", low=2,
+                   high=5)
 
 
 class OtsuMethod(Method):

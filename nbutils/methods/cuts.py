@@ -29,7 +29,7 @@ from torch.nn import functional as F
 from nbutils import metrics
 from nbutils.data.datasets import Volume
 from nbutils.methods import condensation
-from nbutils.methods.base import (DeepModel, DeepOptions, TrainableMethod, check_checkpoint, option,
+from nbutils.methods.base import (MAX_CLUSTERS, DeepModel, DeepOptions, TrainableMethod, check_checkpoint, option,
                                   training_state)
 from nbutils.methods.torch_kmeans import intensity_start, kmeans
 from nbutils.models import PixelEncoder
@@ -441,7 +441,7 @@ def level_rules(tree: condensation.Hierarchy, volume: Volume, largest_cc: bool =
 @dataclasses.dataclass(frozen=True)
 class CUTSOptions(DeepOptions):
     stage2: str = option("condensation", "how the embeddings become clusters", choices=STAGE2, train=False)
-    k: int = option(4, "clusters of stage 2 kmeans and spectral", low=2, train=False)
+    k: int = option(4, "clusters of stage 2 kmeans and spectral", low=2, high=MAX_CLUSTERS, train=False)
     epochs: int = option(50, "stage-1 training epochs", low=1, train=False)
     anchors: int = option(256, "anchor pixels per slice and batch", low=2)
     lam: float = option(0.01, "weight of NT-Xent (the rest: patch reconstruction)", low=0.0, high=1.0)

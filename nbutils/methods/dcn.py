@@ -32,7 +32,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from nbutils.data.datasets import SliceDataset
-from nbutils.methods.base import (DeepModel, DeepOptions, TrainableMethod, check_checkpoint, option,
+from nbutils.methods.base import (MAX_CLUSTERS, DeepModel, DeepOptions, TrainableMethod, check_checkpoint, option,
                                   training_state)
 from nbutils.methods.torch_kmeans import intensity_start, kmeans, squared_distances
 from nbutils.models import AutoEncoder
@@ -460,7 +460,7 @@ def pretrained_autoencoder(dataset: SliceDataset, options: "DCNOptions", cache_d
 
 @dataclasses.dataclass(frozen=True)
 class DCNOptions(DeepOptions):
-    k: int = option(4, "clusters, fixed before training", low=2)
+    k: int = option(4, "clusters, fixed before training", low=2, high=MAX_CLUSTERS)
     lam: float = option(DEFAULT_LAM, "weight of the clustering term (lambda; the larger, the more brain pixels "
                         "share one centre)", low=0.0)
     features: int = option(64, "features per pixel (D)", low=1)

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from nbutils import metrics
 from nbutils.methods import classical
 from nbutils.data.datasets import SliceDataset, Volume, at_size
-from nbutils.methods.base import (DeepModel, DeepOptions, TrainableMethod, check_checkpoint, option,
+from nbutils.methods.base import (MAX_CLUSTERS, DeepModel, DeepOptions, TrainableMethod, check_checkpoint, option,
                                   training_state)
 from nbutils.models import UNetEncoder
 from nbutils.runtime import all_sum, batched, world
@@ -643,7 +643,7 @@ class DeepGMMOptions(DeepOptions):
     variant: str = option("deepG", "mixture weights per image (deepG) or per pixel (deepSVG)", choices=VARIANTS)
     mode: str = option("per-image", "a fresh network fitted to each volume (per-image), or one network "
                        "trained on many volumes (trained)", choices=MODES)
-    k: int = option(4, "classes", low=2)
+    k: int = option(4, "classes", low=2, high=MAX_CLUSTERS)
     steps: int = option(200, "per-image mode: most network steps per volume", low=1, train=False)
     tol: float = option(1e-3, f"per-image mode: stop when the NLL improved by less than this over {PATIENCE} steps",
                         low=0.0, train=False)
