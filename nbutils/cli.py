@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 import torch
 
-from nbutils import comparison, config, evaluation, methods, metrics, runtime
+from nbutils import comparison, config, evaluation, methods, metrics, precision, runtime
 from nbutils.data import brain
 from nbutils.data import cases as cases_io
 from nbutils.data import images as image_io
@@ -151,6 +151,13 @@ def _outside_input(out: Path, given: str) -> None:
                               "output folder outside the input, so that outputs are never read as input")
 
 
+def _check_precision(method: methods.Method, device) -> None:
+    """A ValueError when the method's ``amp`` cannot run on ``device`` (bf16 without native support, autocast
+    without CUDA), before any input is read."""
+    if hasattr(method.options, "amp"):
+        precision.policy(method.options.amp, device)
+
+
 def _channels(args) -> list[str] | None:
     """``--channels`` as a list of names; a ValueError for an empty name (it would match any sequence)."""
     if args.channels is None:
@@ -211,6 +218,7 @@ def cmd_segment(args) -> int:
                              f"{args.method} INPUT CKPT) and segment with --checkpoint")
     out = Path(args.output)
     channels = _channels(args)
+    _check_precision(method, cfg.device)
     _outside_input(out, args.input)
     _writable(out / MANIFEST, "output")
     cases = cases_io.load_cases(args.input, channels, args.brain, cfg.device)
@@ -264,6 +272,7 @@ def cmd_train(args) -> int:
         raise ValueError(f"{args.method} with these options fits each volume on its own: nothing to train")
     _writable(Path(args.checkpoint), "checkpoint")
     channels = _channels(args)
+    _check_precision(method, cfg.device)
     device = runtime.init_distributed(cfg.device)
     rank, size = runtime.world()
     folder = cfg.cache_dir / f"slices_{cases_io.input_key(args.input, channels=channels, brain=args.brain, size=method.options.size)}"
@@ -276,8 +285,8 @@ def cmd_train(args) -> int:
                 yield case.volume
 
         streaming.cache_slices(volumes(), folder, method.options.size)
-    if size > 1:
-        torch.distributed.barrier()  # the others wait for rank 0's cache
+    elif rank > 0:
+        streaming.wait_for_cache(folder)  # on the disk, not in a collective that times out
     data = streaming.StreamingSlices(folder)
     args.interrupted_hint = lambda: _resume_hint(args.checkpoint)
     model = method.fit(data, device=device, checkpoint=args.checkpoint, restart=args.restart)
@@ -298,7 +307,8 @@ def _resume_hint(checkpoint: str) -> str:
             if p.is_file() and not p.name.startswith(".partial-")]
     if not kept:
         return f"no epoch finished, so no checkpoint was written ({checkpoint}); re-run to start again"
-    return f"{' and '.join(map(str, kept))} hold{'s' if len(kept) == 1 else ''} the last finished epoch; re-run to resume"
+    verb = "holds" if len(kept) == 1 else "hold"
+    return f"{' and '.join(map(str, kept))} {verb} the last finished epoch; re-run to resume"
 
 
 def _read_optional(path: Path, reader):
@@ -444,7 +454,7 @@ def cmd_compare(args) -> int:
     """
     cfg = config.load(args.profile, args.device, verbose=False)
     chosen = comparison.entries(args.methods.split(",") if args.methods else None)
-    overrides = dict(k=args.k, seed=args.seed)
+    overrides = dict(k=args.k, seed=args.seed, amp=args.amp)
     if args.every < 1:
         raise ValueError(f"--every must be at least 1, got {args.every}")
     if args.seeds < 1:
@@ -455,7 +465,7 @@ def cmd_compare(args) -> int:
         raise ValueError(f"--seed must be between 0 and {MAX_SEED - args.seeds + 1}, got {args.seed}")
     channels = _channels(args)
     for entry in chosen:  # every option is checked before any work
-        comparison.method_of(entry, cfg.profile, **overrides, size=args.size)
+        _check_precision(comparison.method_of(entry, cfg.profile, **overrides, size=args.size), cfg.device)
     if args.json:
         _writable(Path(args.json), "JSON file")
     start = time.perf_counter()
@@ -604,6 +614,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="working size of every method, pixels (square slices; default: the deep methods' size in "
                          "the profile); the methods without a size segment the volume resized to it, so that every "
                          "method sees the same pixels")
+    cp.add_argument("--amp", choices=precision.AMP_MODES, default=None,
+                    help="mixed precision of every deep method on CUDA (default: each one's, auto)")
     cp.add_argument("--every", type=int, default=1, metavar="N",
                     help="score every N-th slice that holds brain (default 1: every slice), to keep large volumes "
                          "to minutes")
@@ -651,6 +663,12 @@ def main(argv: list[str] | None = None) -> int:
         _close_bars()
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except torch.cuda.OutOfMemoryError:
+        _close_bars()
+        hint = getattr(args, "interrupted_hint", None)
+        print("error: the GPU ran out of memory; lower --batch-size or --size (or --amp to fp16/bf16 if it is off)"
+              + (f"; {hint()}" if hint else ""), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         _close_bars()

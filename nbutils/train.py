@@ -4,7 +4,6 @@ epoch, ``resume=True`` to continue from the last checkpoint, and data parallelis
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import warnings
@@ -18,6 +17,7 @@ from tqdm.auto import tqdm
 
 from nbutils.data.io import atomic_path
 from nbutils.errors import InputError
+from nbutils.precision import policy
 from nbutils.runtime import world
 
 LossFn = Callable[[torch.nn.Module, dict], "torch.Tensor | dict[str, torch.Tensor]"]
@@ -152,7 +152,7 @@ def fit(
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
     method: str = "model",
-    amp: bool = True,
+    amp: str = "auto",
     seed: int = 0,
     progress: bool = True,
     extra: dict | None = None,
@@ -175,7 +175,9 @@ def fit(
     checkpoint, resume : the model, optimiser, epoch and history (and ``extra``) are written atomically
         after every epoch; ``resume`` continues from the file when it exists.
     method : the name stored in (and checked on) the checkpoint.
-    amp : bfloat16 autocast of the forward pass on CUDA.
+    amp : the precision of the forward pass (:func:`nbutils.precision.policy`): ``"auto"`` (bfloat16
+        autocast where the GPU has it natively, else float16 with a gradient scaler; float32 on the CPU),
+        ``"bf16"``, ``"fp16"`` or ``"off"``. The loss's statistics run in float32 whatever it is.
     seed : each epoch shuffles with a generator seeded by ``seed + epoch`` and reseeds torch the same way,
         so a resumed run repeats an uninterrupted one.
     progress : a progress bar (rank 0 only).
@@ -193,6 +195,8 @@ def fit(
     gradients are averaged, and only rank 0 shows progress and writes checkpoints (with ``world_size``).
     """
     device = torch.device(device)
+    precision = policy(amp, device)
+    scaler = precision.scaler()
     model.to(device)
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
     history: list[dict[str, float]] = []
@@ -201,6 +205,8 @@ def fit(
         state = load_checkpoint(checkpoint, method)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         history, start = list(state["history"]), int(state["epoch"])
     rank, size = world()
     net = model
@@ -211,7 +217,6 @@ def fit(
     if channels_last and device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     step = torch.compile(net) if compile else net
-    use_amp = amp and device.type == "cuda"
     bar = tqdm(range(start, epochs), desc=method, disable=not progress or rank > 0, initial=start, total=epochs)
     for epoch in bar:
         torch.manual_seed(seed + epoch)
@@ -220,13 +225,13 @@ def fit(
         batches = 0
         for batch in loader(dataset, batch_size, seed, epoch, device, workers=workers):
             batch = _to_device(batch, device, channels_last and device.type == "cuda")
-            autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
-            with autocast:
+            with precision.autocast():
                 out = loss_fn(step, batch)
             terms = out if isinstance(out, dict) else {"loss": out}
             optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            optimizer.step()
+            scaler.scale(terms["loss"]).backward()
+            scaler.step(optimizer)
+            scaler.update()
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0) + value.detach().float()
             batches += 1
@@ -244,7 +249,8 @@ def fit(
         if checkpoint is not None:
             save_checkpoint(checkpoint, {
                 "method": method, "epoch": epoch + 1, "history": history,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), **(extra or {}),
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                "amp": precision.name, **(extra or {}),
             })
     model.eval()
     return history

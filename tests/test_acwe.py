@@ -124,22 +124,27 @@ def test_label_losses_match_numpy():
     p, t = rng.uniform(0.01, 0.99, (3, 4, 4)), rng.uniform(size=(3, 4, 4)) > 0.5
     dice = 1 - (2 * (p * t).sum() + 1) / (p.sum() + t.sum() + 1)
     bce = -np.mean(t * np.log(p) + (1 - t) * np.log(1 - p))
+    logits = np.log(p / (1 - p))
     assert acwe.dice_loss(torch.tensor(p), torch.tensor(t)).item() == pytest.approx(dice)
-    assert acwe.bce_loss(torch.tensor(p), torch.tensor(t)).item() == pytest.approx(bce)
+    assert acwe.bce_loss(torch.tensor(logits), torch.tensor(t)).item() == pytest.approx(bce)  # from the logits
+    assert acwe.label_term("dice", torch.tensor(logits), torch.tensor(t)).item() == pytest.approx(dice)
     assert torch.autograd.gradcheck(lambda q: acwe.dice_loss(q, torch.tensor(t)),
                                     (torch.tensor(p, requires_grad=True),))
     assert torch.autograd.gradcheck(lambda q: acwe.bce_loss(q, torch.tensor(t)),
-                                    (torch.tensor(p, requires_grad=True),))
+                                    (torch.tensor(logits, requires_grad=True),))
+    huge = torch.tensor([80.0, -80.0])  # probabilities of exactly 1 and 0 in float32: still finite from logits
+    assert acwe.bce_loss(huge, torch.tensor([0.0, 1.0])).item() == pytest.approx(80.0)
 
 
 def test_joint_loss_counts_labels_only_on_labelled_images():
     rng = np.random.default_rng(3)
-    y, x = torch.tensor(rng.uniform(size=(2, 1, 4, 4))), torch.tensor(rng.uniform(size=(2, 1, 4, 4)))
+    logits, x = torch.tensor(rng.normal(size=(2, 1, 4, 4))), torch.tensor(rng.uniform(size=(2, 1, 4, 4)))
+    y = torch.sigmoid(logits)
     target = torch.tensor(rng.uniform(size=(2, 4, 4)) > 0.5)
-    out = acwe.joint_loss(y, x, target, torch.tensor([True, False]), mu=0.1, alpha=2.0)
+    out = acwe.joint_loss(logits, x, target, torch.tensor([True, False]), mu=0.1, alpha=2.0)
     expected = acwe.acwe_loss(y, x, mu=0.1)["loss"] + 2.0 * acwe.dice_loss(y[:1, 0], target[:1])
     assert out["loss"].item() == pytest.approx(expected.item())
-    none = acwe.joint_loss(y, x, target, torch.tensor([False, False]))
+    none = acwe.joint_loss(logits, x, target, torch.tensor([False, False]))
     assert none["label"].item() == 0.0
 
 

@@ -241,3 +241,23 @@ def test_fit_starts_from_its_init(init):
 def test_unknown_init_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown init 'random'"):
         dcn.fit(SliceDataset(_toy_volumes(1)), 2, init="random", progress=False)
+
+
+@pytest.mark.parametrize("max_pixels", [None, 300])
+def test_brain_pixels_streams_the_same_subsample_as_gathering_every_pixel(max_pixels):
+    rng = np.random.default_rng(0)
+    image = rng.random((5, 1, 16, 16)).astype(np.float32)
+    brain = rng.random((5, 16, 16)) > 0.4
+    dataset = SliceDataset([Volume("v", image, brain, 0)])
+    torch.manual_seed(0)
+    model = AutoEncoder(1, 3).eval()
+    with torch.no_grad():  # every brain pixel at once, then the subsample: what the bounded version replaces
+        z_all = dcn._pixels(model(torch.from_numpy(image))[0], torch.from_numpy(brain))
+    x_all = torch.from_numpy(np.moveaxis(image, 1, -1)[brain])
+    if max_pixels is not None:
+        keep = torch.randperm(len(z_all), generator=torch.Generator().manual_seed(7))[:max_pixels]
+        z_all, x_all = z_all[keep], x_all[keep]
+    z, x = dcn.brain_pixels(model, dataset, "cpu", batch_size=2, max_pixels=max_pixels, seed=7)
+    assert len(z) == (max_pixels or int(brain.sum()))
+    torch.testing.assert_close(z, z_all, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(x, x_all, rtol=0, atol=0)

@@ -126,3 +126,19 @@ def test_streaming_slices_equal_the_in_memory_ones(four_slices, tmp_path):
     assert stream.fingerprint == fingerprint(vols)
     model = methods.get("deepgmm", "ci", mode="trained", size=32, batch_size=4, k=2, epochs=1).fit(stream, progress=False)
     assert np.isfinite(model.history[-1]["nll"])
+
+
+def test_the_other_ranks_wait_for_the_slice_cache_on_the_disk(four_slices, tmp_path):
+    import threading
+    import time
+
+    from nbutils.data.streaming import wait_for_cache
+
+    vols = [c.volume for c in load_cases(four_slices)]
+    folder = tmp_path / "cache"
+    writer = threading.Timer(0.5, lambda: cache_slices(iter(vols), folder, 32))  # rank 0, still building
+    start = time.perf_counter()
+    writer.start()
+    wait_for_cache(folder, poll=0.05)
+    assert time.perf_counter() - start >= 0.5 and (folder / "index.json").exists()
+    writer.join()

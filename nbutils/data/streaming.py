@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -33,6 +34,22 @@ def distinct_rows(values: np.ndarray) -> int:
     """How many distinct rows an (N, C) array holds (distinct intensities of N pixels with C channels)."""
     values = np.ascontiguousarray(values)
     return len(np.unique(values.view(np.dtype((np.void, values.dtype.itemsize * values.shape[1])))))
+
+
+def wait_for_cache(folder: str | Path, poll: float = 1.0) -> None:
+    """Wait until another process has finished a :func:`cache_slices` folder (its index is written last).
+
+    Under torchrun the processes other than rank 0 wait here, on the shared disk, rather than in a collective
+    of the process group, whose timeout (10 to 30 minutes) a long cache would outlast; torchrun ends them all
+    if rank 0 fails.
+
+    Parameters
+    ----------
+    folder : the cache folder.
+    poll : seconds between looks.
+    """
+    while not (Path(folder) / "index.json").exists():
+        time.sleep(poll)
 
 
 def cache_slices(volumes: Iterable[Volume], folder: str | Path, size: int) -> "StreamingSlices":

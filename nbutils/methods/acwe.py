@@ -35,6 +35,7 @@ from nbutils.data.datasets import SliceDataset
 from nbutils.methods.base import (DeepModel, DeepOptions, TrainableMethod, check_checkpoint, option,
                                   training_state)
 from nbutils.models import FullResCNN, UNetEncoder
+from nbutils.precision import float32
 from nbutils.runtime import batched
 from nbutils.train import fit as train_fit
 
@@ -54,6 +55,7 @@ def _weights(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return mask.reshape(x.shape[0], 1, *x.shape[2:]).to(x.dtype)
 
 
+@float32
 def region_means(y: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None,
                  eps: float = EPS) -> tuple[torch.Tensor, torch.Tensor]:
     """Soft region means of the ACWE loss.
@@ -95,6 +97,7 @@ def total_variation(y: torch.Tensor, eps: float = EPS) -> torch.Tensor:
     return torch.sqrt(dx**2 + dy**2 + eps).sum((1, 2, 3))
 
 
+@float32
 def acwe_terms(y: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None,
                eps: float = EPS) -> dict[str, torch.Tensor]:
     """The ACWE terms per image, as sums over pixels.
@@ -128,6 +131,7 @@ def acwe_terms(y: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = Non
                 variance=intensity_variance(x, mask, eps))
 
 
+@float32
 def intensity_variance(x: torch.Tensor, mask: torch.Tensor | None = None, eps: float = EPS) -> torch.Tensor:
     """Each image's intensity variance inside the mask, summed over channels: the unit of the ACWE area term.
 
@@ -146,6 +150,7 @@ def intensity_variance(x: torch.Tensor, mask: torch.Tensor | None = None, eps: f
     return ((w * (x - mean[..., None, None]) ** 2).sum((1, 2, 3)) / (w.sum((1, 2, 3)) + eps)).detach()
 
 
+@float32
 def acwe_loss(y: torch.Tensor, x: torch.Tensor, mu: float = 0.0, nu: float = 0.0,
               mask: torch.Tensor | None = None, eps: float = EPS, reduction: str = "mean") -> dict[str, torch.Tensor]:
     """The ACWE loss L = region_in + region_out + mu * length + nu * variance * area, averaged over the batch.
@@ -174,6 +179,7 @@ def acwe_loss(y: torch.Tensor, x: torch.Tensor, mu: float = 0.0, nu: float = 0.0
     return out
 
 
+@float32
 def dice_loss(p: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
     """Soft Dice loss over the whole batch.
 
@@ -191,33 +197,54 @@ def dice_loss(p: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> tor
     return 1 - (2 * (p * t).sum() + smooth) / (p.sum() + t.sum() + smooth)
 
 
-def bce_loss(p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean binary cross-entropy of probabilities against a 0/1 target.
+@float32
+def bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy of sigmoid(logits) against a 0/1 target, from the logits (stable for any logit,
+    and allowed under autocast, where the cross-entropy of probabilities is not).
 
     Parameters
     ----------
-    p : probabilities (clamped to [1e-6, 1 - 1e-6] so the loss stays finite).
+    logits : any shape.
     target : 0/1 of the same number of elements.
 
     Returns
     -------
     scalar.
     """
-    p = p.reshape(-1).clamp(1e-6, 1 - 1e-6)
-    return F.binary_cross_entropy(p, target.reshape(-1).to(p.dtype))
+    logits = logits.reshape(-1)
+    return F.binary_cross_entropy_with_logits(logits, target.reshape(-1).to(logits.dtype))
 
 
-LABEL_LOSSES = {"dice": dice_loss, "bce": bce_loss}
+def label_term(name: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """A label loss of the network's logits: soft Dice of sigmoid(logits) (``"dice"``) or :func:`bce_loss`
+    (``"bce"``).
+
+    Parameters
+    ----------
+    name : one of :data:`LABEL_LOSSES`.
+    logits : (N, H, W).
+    target : (N, H, W) 0/1.
+
+    Returns
+    -------
+    scalar.
+    """
+    if name not in LABEL_LOSSES:
+        raise ValueError(f"unknown label loss {name!r}; choose one of {', '.join(LABEL_LOSSES)}")
+    return dice_loss(torch.sigmoid(logits.float()), target) if name == "dice" else bce_loss(logits, target)
 
 
-def joint_loss(y: torch.Tensor, x: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor, *,
+LABEL_LOSSES = ("dice", "bce")
+
+
+def joint_loss(logits: torch.Tensor, x: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor, *,
                mu: float = 0.0, nu: float = 0.0, alpha: float = 1.0, label_loss: str = "dice",
                mask: torch.Tensor | None = None, acwe_weight: float = 1.0) -> dict[str, torch.Tensor]:
     """ACWE over every image plus a label loss over the labelled ones (the paper's modes 3 and 4).
 
     Parameters
     ----------
-    y : (N, 1, H, W) in [0, 1], the network's soft region.
+    logits : (N, 1, H, W) the network's output; its sigmoid y is the soft region.
     x : (N, C, H, W) images (channels add up, as in vector-valued Chan-Vese).
     target : (N, H, W) bool lesion masks.
     labelled : (N,) bool, which images' masks may be used.
@@ -230,9 +257,10 @@ def joint_loss(y: torch.Tensor, x: torch.Tensor, target: torch.Tensor, labelled:
     -------
     dict of scalars: ``loss``, the ACWE terms and ``label`` (0 for a batch without labelled images).
     """
+    y = torch.sigmoid(logits.float())
     out = acwe_loss(y, x, mu, nu, mask) if acwe_weight else {"loss": y.sum() * 0}
     chosen = labelled.bool()
-    label = LABEL_LOSSES[label_loss](y[chosen, 0], target[chosen]) if chosen.any() else y.sum() * 0
+    label = label_term(label_loss, logits[chosen, 0], target[chosen]) if chosen.any() else y.sum() * 0
     out = {**out, "label": label}
     out["loss"] = acwe_weight * out["loss"] + alpha * label
     return out
@@ -246,6 +274,7 @@ def _neighbour_sum(a: torch.Tensor) -> torch.Tensor:
     return F.conv2d(a, kernel, padding=1, groups=k)
 
 
+@float32
 def rfcm_loss(u: torch.Tensor, x: torch.Tensor, beta: float = 0.0, q: float = 2.0,
               mask: torch.Tensor | None = None, eps: float = EPS) -> dict[str, torch.Tensor]:
     """Robust fuzzy c-means loss for K-class memberships (softmax).
@@ -386,7 +415,7 @@ def fit(dataset: SliceDataset, *, mode: str = "unsupervised", n_labelled: int | 
         nu: float | None = None, alpha: float = 1.0, label_loss: str = "dice", channel: int = 0, arch: str = "resnet",
         epochs: int = 30, finetune_epochs: int | None = None, batch_size: int = 8, lr: float = 1e-2,
         use_mask: bool = True, device="cpu", checkpoint: str | os.PathLike | None = None, resume: bool = True,
-        seed: int = 0, progress: bool = True, extra: dict | None = None) -> ACWEResult:
+        seed: int = 0, progress: bool = True, extra: dict | None = None, amp: str = "auto") -> ACWEResult:
     """Train the ACWE network in one of the paper's four modes.
 
     Parameters
@@ -401,7 +430,7 @@ def fit(dataset: SliceDataset, *, mode: str = "unsupervised", n_labelled: int | 
     alpha, label_loss : the label term (see :func:`joint_loss`).
     channel : the channel the ACWE terms read (the network sees them all).
     arch : see :func:`build_model`.
-    epochs, finetune_epochs, batch_size, lr, device, seed, progress : training (see :func:`nbutils.train.fit`).
+    epochs, finetune_epochs, batch_size, lr, device, seed, progress, amp : training (see :func:`nbutils.train.fit`).
     use_mask : restrict the ACWE terms to the brain mask.
     checkpoint, resume, extra : written atomically every epoch (with ``extra``) and resumed.
 
@@ -421,23 +450,24 @@ def fit(dataset: SliceDataset, *, mode: str = "unsupervised", n_labelled: int | 
         labelled = choose_labelled(dataset, None if mode == "joint-all" else n_labelled, seed)
 
     def outputs(m, batch):
-        """y (N, 1, H, W), the ACWE channel (N, 1, H, W) and the region mask of a batch."""
+        """The logits (N, 1, H, W), the ACWE channel (N, 1, H, W) and the region mask of a batch."""
         x = batch["image"]
-        return torch.sigmoid(m(x).float()), x[:, channel : channel + 1].float(), batch["brain"] if use_mask else None
+        return m(x), x[:, channel : channel + 1].float(), batch["brain"] if use_mask else None
 
     def acwe_step(m, batch):
-        y, x, mask = outputs(m, batch)
-        return acwe_loss(y, x, mu, nu, mask)
+        logits, x, mask = outputs(m, batch)
+        return acwe_loss(torch.sigmoid(logits.float()), x, mu, nu, mask)
 
     def joint_step(m, batch):
-        y, x, mask = outputs(m, batch)
-        return joint_loss(y, x, batch["target"], batch["labelled"], mu=mu, nu=nu, alpha=alpha, label_loss=label_loss,
-                          mask=mask)
+        logits, x, mask = outputs(m, batch)
+        return joint_loss(logits, x, batch["target"], batch["labelled"], mu=mu, nu=nu, alpha=alpha,
+                          label_loss=label_loss, mask=mask)
 
     def label_step(m, batch):
-        return {"loss": LABEL_LOSSES[label_loss](torch.sigmoid(m(batch["image"]).float())[:, 0], batch["target"])}
+        return {"loss": label_term(label_loss, m(batch["image"])[:, 0], batch["target"])}
 
-    common = dict(batch_size=batch_size, lr=lr, device=device, resume=resume, seed=seed, progress=progress, extra=extra)
+    common = dict(batch_size=batch_size, lr=lr, device=device, resume=resume, seed=seed, progress=progress, extra=extra,
+                  amp=amp)
     history: list[dict] = []
     if mode == "unsupervised":
         rows = train_fit(model, acwe_step, dataset, epochs=epochs, checkpoint=checkpoint, method="acwe", **common)
@@ -461,7 +491,7 @@ def fit(dataset: SliceDataset, *, mode: str = "unsupervised", n_labelled: int | 
 def fit_rfcm(dataset: SliceDataset, k: int = 3, *, beta: float = 0.001, q: float = 2.0, arch: str = "resnet",
              epochs: int = 30, batch_size: int = 8, lr: float = 1e-2, device="cpu",
              checkpoint: str | os.PathLike | None = None, resume: bool = True, seed: int = 0,
-             progress: bool = True) -> ACWEResult:
+             progress: bool = True, amp: str = "auto") -> ACWEResult:
     """Train a K-class network on the RFCM loss over every channel, inside the brain mask.
 
     Parameters
@@ -469,7 +499,7 @@ def fit_rfcm(dataset: SliceDataset, k: int = 3, *, beta: float = 0.001, q: float
     dataset : ``{"image", "brain"}`` slices.
     k : classes.
     beta, q : see :func:`rfcm_loss`.
-    arch, epochs, batch_size, lr, device, checkpoint, resume, seed, progress : as :func:`fit`.
+    arch, epochs, batch_size, lr, device, checkpoint, resume, seed, progress, amp : as :func:`fit`.
 
     Returns
     -------
@@ -487,7 +517,7 @@ def fit_rfcm(dataset: SliceDataset, k: int = 3, *, beta: float = 0.001, q: float
 
     rows = train_fit(model, step, dataset, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
                      checkpoint=checkpoint, resume=resume, method="rfcm", seed=seed, progress=progress,
-                     extra=dict(config=model.config))
+                     extra=dict(config=model.config), amp=amp)
     return ACWEResult(model.eval(), [dict(phase="rfcm", **r) for r in rows], [])
 
 
@@ -609,6 +639,6 @@ class ACWE(TrainableMethod):
         extra = training_state(self, print_)
         result = fit(dataset, mode=o.mode, n_labelled=o.labels, mu=o.mu, nu=o.nu, channel=dataset.flair_channel,
                      arch=o.arch, epochs=o.epochs, batch_size=o.batch_size, lr=o.lr, device=device,
-                     checkpoint=checkpoint, seed=o.seed, progress=progress, extra=extra)
+                     checkpoint=checkpoint, seed=o.seed, progress=progress, extra=extra, amp=o.amp)
         state = dict(config=result.model.config, history=result.history, labelled=result.labelled, **extra)
         return ACWEModel(self, state, device, result.model)

@@ -29,6 +29,7 @@ from nbutils import metrics
 from nbutils.data.datasets import SliceDataset, Volume, at_size, square_volume
 from nbutils.data.streaming import StreamingSlices, distinct_rows
 from nbutils.errors import InputError
+from nbutils.precision import AMP_MODES
 from nbutils.train import load_checkpoint, remove_partials
 
 MAX_CLUSTERS = 64  # the most clusters (k) any method takes: the work grows with k
@@ -147,6 +148,9 @@ class DeepOptions(Options):
     seed: int = option(0, "random seed (weights, batches, sampling)", low=0, high=MAX_SEED)
     size: int = option(256, "working image size (pixels, square); labels are mapped back to the input", low=16)
     batch_size: int = option(16, "slices per training batch", low=1)
+    amp: str = option("auto", "mixed precision of the network on CUDA: bf16 where the GPU has it natively, else fp16 "
+                      "with loss scaling (auto); statistics stay float32; off: float32 throughout", choices=AMP_MODES,
+                      train=False)
 
     ci: ClassVar[dict] = dict(size=128, batch_size=8)
 

@@ -28,10 +28,12 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from nbutils.methods.torch_kmeans import squared_distances
+from nbutils.precision import float32
 
 TILE_ELEMENTS = 2**24  # distances held at once by the tiled searches (64 MB in float32)
 
 
+@float32
 def diffusion_step(x: torch.Tensor, weights: torch.Tensor, eps: float) -> torch.Tensor:
     """One condensation step X <- P X in bounded memory.
 

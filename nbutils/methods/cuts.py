@@ -33,6 +33,7 @@ from nbutils.methods.base import (MAX_CLUSTERS, DeepModel, DeepOptions, Trainabl
                                   training_state)
 from nbutils.methods.torch_kmeans import intensity_start, kmeans
 from nbutils.models import PixelEncoder
+from nbutils.precision import float32
 from nbutils.runtime import batched
 from nbutils.train import fit as train_fit
 
@@ -88,6 +89,7 @@ def patches(image: torch.Tensor, centres: torch.Tensor, size: int) -> torch.Tens
     return padded[:, rows, cols].permute(1, 0, 2, 3)
 
 
+@float32
 def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Structural similarity of patch pairs.
 
@@ -167,6 +169,7 @@ def sample_pairs(image: torch.Tensor, n_anchors: int, *, region: torch.Tensor | 
     return Pairs(anchors, positives, similar, own)
 
 
+@float32
 def nt_xent(anchors: torch.Tensor, positives: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
     """NT-Xent of anchor and positive embeddings, the other anchors' positives in the same image being
     the negatives.
@@ -241,7 +244,7 @@ class CUTSResult:
 def fit(dataset, *, in_channels: int = 1, widths=(16, 32, 64, 128), epochs: int = 10, batch_size: int = 8,
         lr: float = 1e-3, n_anchors: int = 256, lam: float = 0.01, tau: float = 0.1, device="cpu",
         checkpoint: str | os.PathLike | None = None, resume: bool = True, seed: int = 0,
-        progress: bool = True, extra: dict | None = None) -> CUTSResult:
+        progress: bool = True, extra: dict | None = None, amp: str = "auto") -> CUTSResult:
     """Train CUTS's stage 1 on slices through the shared loop.
 
     Parameters
@@ -249,7 +252,7 @@ def fit(dataset, *, in_channels: int = 1, widths=(16, 32, 64, 128), epochs: int 
     dataset : ``{"image", "brain"}`` slices.
     in_channels : C.
     widths : the encoder's channel widths (four 5 x 5 convolutions by default).
-    epochs, batch_size, lr, device, seed, progress : see :func:`nbutils.train.fit`.
+    epochs, batch_size, lr, device, seed, progress, amp : see :func:`nbutils.train.fit`.
     n_anchors, lam, tau : see :func:`cuts_loss`.
     checkpoint, resume, extra : written every epoch (with ``extra``), resumed.
 
@@ -262,7 +265,7 @@ def fit(dataset, *, in_channels: int = 1, widths=(16, 32, 64, 128), epochs: int 
     history = train_fit(model, lambda m, b: cuts_loss(m, b, n_anchors=n_anchors, lam=lam, tau=tau), dataset,
                         epochs=epochs, batch_size=batch_size, lr=lr, device=device, checkpoint=checkpoint,
                         resume=resume, method="cuts", seed=seed, progress=progress,
-                        extra={"config": model.config, **(extra or {})})
+                        extra={"config": model.config, **(extra or {})}, amp=amp)
     return CUTSResult(model, history)
 
 
@@ -324,7 +327,7 @@ def points(z: np.ndarray, mask: np.ndarray, flair: np.ndarray | None = None, *, 
     return x.astype(np.float32)
 
 
-def spectral_kmeans(x: np.ndarray, k: int, *, max_points: int = 2048, seed: int = 0) -> np.ndarray:
+def spectral_kmeans(x: np.ndarray, k: int, *, max_points: int = 2048, seed: int = 0, device="cpu") -> np.ndarray:
     """k-means on the PHATE diffusion potential (``phate.cluster.kmeans``).
 
     Parameters
@@ -332,8 +335,9 @@ def spectral_kmeans(x: np.ndarray, k: int, *, max_points: int = 2048, seed: int 
     x : (N, d) points.
     k : clusters.
     max_points : above this many, PHATE runs on weighted k-means centroids
-        (:func:`condensation.coarse_grain`) and each point takes its centroid's cluster.
+        (:func:`condensation.coarse_grain`, on ``device``) and each point takes its centroid's cluster.
     seed : PHATE's and k-means'.
+    device : where the coarse-graining runs (PHATE, on at most ``max_points`` centroids, on the CPU).
 
     Returns
     -------
@@ -346,12 +350,12 @@ def spectral_kmeans(x: np.ndarray, k: int, *, max_points: int = 2048, seed: int 
     """
     import phate  # slow to import, needed here only
 
-    xt = torch.from_numpy(x)
+    xt = torch.from_numpy(x).to(device)
     centroids, _, point_of = (condensation.coarse_grain(xt, max_points, seed=seed) if len(x) > max_points
                               else (xt, None, torch.arange(len(x))))
     op = phate.PHATE(knn=min(5, len(centroids) - 2), n_landmark=None, random_state=seed, verbose=0, n_jobs=1)
-    op.fit(centroids.numpy())
-    return phate.cluster.kmeans(op, n_clusters=k, random_state=seed, n_init=4)[point_of.numpy()]
+    op.fit(centroids.cpu().numpy())
+    return phate.cluster.kmeans(op, n_clusters=k, random_state=seed, n_init=4)[point_of.cpu().numpy()]
 
 
 def cluster(z: np.ndarray, mask: np.ndarray, flair: np.ndarray, stage2: str = "condensation", k: int = 4, *,
@@ -379,7 +383,7 @@ def cluster(z: np.ndarray, mask: np.ndarray, flair: np.ndarray, stage2: str = "c
         (:func:`~nbutils.methods.torch_kmeans.intensity_start`, a departure from the paper: the clusters begin
         where k-means on the intensities ends, and Lloyd's iterations move them in the embedding), or
         ``"kmeans++"``.
-    device : k-means and condensation run there; PHATE on the CPU.
+    device : k-means, condensation and the coarse-graining before PHATE run there; PHATE on the CPU.
     seed : every random choice.
 
     Returns
@@ -399,7 +403,7 @@ def cluster(z: np.ndarray, mask: np.ndarray, flair: np.ndarray, stage2: str = "c
                 if start == "intensity" else None)
         ids = kmeans(x, k, seed=seed, init=init)[1].cpu().numpy()
     elif stage2 == "spectral":
-        ids = spectral_kmeans(x, k, max_points=max_points, seed=seed)
+        ids = spectral_kmeans(x, k, max_points=max_points, seed=seed, device=device)
     else:
         tree = condensation.condense(x, max_points=max_points, device=device, seed=seed)
         ids = (tree.labels(tree.persistent_level()) if level_rule == "persistence"
@@ -486,5 +490,5 @@ class CUTS(TrainableMethod):
         extra = training_state(self, print_)
         result = fit(dataset, in_channels=dataset.channels, epochs=o.epochs, batch_size=o.batch_size, lr=o.lr,
                      n_anchors=o.anchors, lam=o.lam, tau=o.tau, device=device, checkpoint=checkpoint, seed=o.seed,
-                     progress=progress, extra=extra)
+                     progress=progress, extra=extra, amp=o.amp)
         return CUTSModel(self, dict(config=result.model.config, history=result.history, **extra), device, result.model)

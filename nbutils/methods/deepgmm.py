@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 
 from nbutils import metrics
 from nbutils.methods import classical
+from nbutils.precision import float32, policy
 from nbutils.data.datasets import SliceDataset, Volume, at_size
 from nbutils.methods.base import (MAX_CLUSTERS, DeepModel, DeepOptions, TrainableMethod, check_checkpoint, option,
                                   training_state)
@@ -55,6 +56,7 @@ DEFAULT_INIT = "kmeans"  # per-image fits start from the k-means classes (the pa
 VAR_FLOOR = 1e-6  # added to every variance (intensities in [0, 1])
 
 
+@float32
 def m_step(p: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None, eps: float = VAR_FLOOR,
            reduce=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Closed-form mixture parameters of each image from soft assignments.
@@ -102,6 +104,7 @@ def log_gaussians(x: torch.Tensor, mu: torch.Tensor, var: torch.Tensor) -> torch
     return (-0.5 * (LOG_2PI + torch.log(var))[..., None, None] - d * d / (2 * var[..., None, None])).sum(2)
 
 
+@float32
 def nll(log_p: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None, variant: str = "deepG",
         eps: float = VAR_FLOOR, distributed: bool = False) -> tuple[torch.Tensor, tuple]:
     """Negative log-likelihood per pixel of the mixture whose parameters are the M-step of exp(log_p).
@@ -157,6 +160,7 @@ def mean_regulariser(mu: torch.Tensor, mu_data: torch.Tensor) -> torch.Tensor:
     return (mu - mu_data.to(mu)).square().sum((1, 2)).mean()
 
 
+@float32
 def objective(logits: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None, variant: str = "deepG",
               lam: float = 0.0, mu_data: torch.Tensor | None = None, distributed: bool = False) -> dict:
     """The deep GMM's loss from the network's logits.
@@ -348,7 +352,7 @@ def build_model(in_channels: int, k: int, widths=(8, 16, 32)) -> torch.nn.Module
 def fit_images(images: np.ndarray, masks: np.ndarray, k: int, variant: str = "deepG", *, tol: float = 1e-3,
                max_epochs: int = 200, lr: float = 1e-2, lam: float = 0.0, mu_data: np.ndarray | None = None,
                init_labels: np.ndarray | None = None, device="cpu", seed: int = 0,
-               progress: bool = False) -> tuple[np.ndarray, list[float]]:
+               progress: bool = False, amp: str = "auto") -> tuple[np.ndarray, list[float]]:
     """Per-image mode: a fresh network fitted to one volume.
 
     Parameters
@@ -362,6 +366,7 @@ def fit_images(images: np.ndarray, masks: np.ndarray, k: int, variant: str = "de
         :data:`PATIENCE` steps (Adam's steps are noisy: a change between two steps alone stops on the first
         plateau), or after ``max_epochs`` steps.
     lr, device, seed, progress : the optimisation.
+    amp : the network's precision (:func:`nbutils.precision.policy`); the mixture and its NLL are float32.
     lam, mu_data : the regulariser (:func:`mean_regulariser`).
     init_labels : (S, H, W) classes 1..K inside ``masks`` (e.g. k-means'), or None. Given, the network
         first learns them (:data:`WARM_STEPS` cross-entropy steps over the mask's pixels), so the mixture
@@ -375,6 +380,8 @@ def fit_images(images: np.ndarray, masks: np.ndarray, k: int, variant: str = "de
     check_region(images, masks, k)
     torch.manual_seed(seed)
     device = torch.device(device)
+    precision = policy(amp, device)
+    scaler = precision.scaler()
     model = build_model(images.shape[1], k).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     x = torch.from_numpy(np.ascontiguousarray(images)).float().to(device)
@@ -386,15 +393,19 @@ def fit_images(images: np.ndarray, masks: np.ndarray, k: int, variant: str = "de
         inside = batch["brain"].bool()
         target_classes = torch.from_numpy(np.asarray(init_labels, np.int64) - 1).to(device)[inside]
         for _ in range(WARM_STEPS):
-            logits = model(x).permute(0, 2, 3, 1)[inside]  # (N, K) over the mask's pixels
+            with precision.autocast():
+                logits = model(x).permute(0, 2, 3, 1)[inside]  # (N, K) over the mask's pixels
             optimizer.zero_grad(set_to_none=True)
-            F.cross_entropy(logits.float(), target_classes).backward()
-            optimizer.step()
+            scaler.scale(F.cross_entropy(logits.float(), target_classes)).backward()
+            scaler.step(optimizer)
+            scaler.update()
     for _ in tqdm(range(max_epochs), desc=f"{variant} per image", disable=not progress, leave=False):
-        terms = loss(model, batch, variant, lam, target)
+        with precision.autocast():
+            terms = loss(model, batch, variant, lam, target)
         optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        optimizer.step()
+        scaler.scale(terms["loss"]).backward()
+        scaler.step(optimizer)
+        scaler.update()
         history.append(float(terms["nll"].detach()))
         if not math.isfinite(history[-1]):
             raise FloatingPointError(f"{variant}: the NLL became {history[-1]} at step {len(history)}")
@@ -544,7 +555,7 @@ class GMMResult:
 def fit(dataset: SliceDataset, k: int, variant: str = "deepG", *, lam: float = 0.0, mu_data: np.ndarray | None = None,
         pool: bool = True, epochs: int = 30, batch_size: int = 8, lr: float = 1e-2, device="cpu",
         checkpoint: str | os.PathLike | None = None, resume: bool = True, seed: int = 0,
-        progress: bool = True, extra: dict | None = None) -> GMMResult:
+        progress: bool = True, extra: dict | None = None, amp: str = "auto") -> GMMResult:
     """Trained mode: one network trained on the slices of many volumes through the shared loop.
 
     Parameters
@@ -554,7 +565,7 @@ def fit(dataset: SliceDataset, k: int, variant: str = "deepG", *, lam: float = 0
     variant : ``"deepG"`` or ``"deepSVG"``.
     lam, mu_data : the regulariser.
     pool : one mixture per batch (see :func:`loss`).
-    epochs, batch_size, lr, device, seed, progress : see :func:`nbutils.train.fit`.
+    epochs, batch_size, lr, device, seed, progress, amp : see :func:`nbutils.train.fit`.
     checkpoint, resume, extra : written every epoch (with ``extra``), resumed.
 
     Returns
@@ -568,7 +579,7 @@ def fit(dataset: SliceDataset, k: int, variant: str = "deepG", *, lam: float = 0
     target = None if mu_data is None else torch.as_tensor(mu_data, dtype=torch.float32)
     rows = train_fit(model, lambda m, batch: loss(m, batch, variant, lam, target, pool), dataset, epochs=epochs,
                      batch_size=batch_size, lr=lr, device=device, checkpoint=checkpoint, resume=resume,
-                     method="deepgmm", seed=seed, progress=progress,
+                     method="deepgmm", seed=seed, progress=progress, amp=amp,
                      extra=dict(config=model.config, variant=variant, **(extra or {})))
     return GMMResult(model.eval(), rows, variant)
 
@@ -687,7 +698,7 @@ class DeepGMM(TrainableMethod):
         def per_image(v: Volume) -> np.ndarray:
             start = start_labels(v.image, v.brain, o.k, o.init, o.seed)
             fits = (fit_images(v.image, v.brain, o.k, o.variant, tol=o.tol, max_epochs=o.steps, lr=o.lr,
-                               init_labels=start, device=device, seed=o.seed + r, progress=progress)
+                               init_labels=start, device=device, seed=o.seed + r, progress=progress, amp=o.amp)
                     for r in range(o.restarts))
             p, _ = min(fits, key=lambda fit: fit[1][-1])  # holds only the best fit so far
             return hard_labels(p, v.image, v.brain)
@@ -704,6 +715,6 @@ class DeepGMM(TrainableMethod):
         check_checkpoint(checkpoint, self, print_, restart)
         extra = training_state(self, print_)
         result = fit(dataset, o.k, o.variant, epochs=o.epochs, batch_size=o.batch_size, lr=o.lr, device=device,
-                     checkpoint=checkpoint, seed=o.seed, progress=progress, extra=extra)
+                     checkpoint=checkpoint, seed=o.seed, progress=progress, extra=extra, amp=o.amp)
         state = dict(config=result.model.config, history=result.history, **extra)
         return DeepGMMModel(self, state, device, result.model)

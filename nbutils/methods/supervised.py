@@ -80,13 +80,13 @@ class UNetResult:
 
 def fit(dataset: SliceDataset, *, epochs: int = 30, batch_size: int = 8, lr: float = 3e-3, device="cpu",
         checkpoint: str | os.PathLike | None = None, resume: bool = True, seed: int = 0,
-        progress: bool = True, extra: dict | None = None) -> UNetResult:
+        progress: bool = True, extra: dict | None = None, amp: str = "auto") -> UNetResult:
     """Train the reference U-Net on the Dice loss (resumable).
 
     Parameters
     ----------
     dataset : ``{"image", "target"}`` slices.
-    epochs, batch_size, lr, device, seed, progress : see :func:`nbutils.train.fit`.
+    epochs, batch_size, lr, device, seed, progress, amp : see :func:`nbutils.train.fit`.
     checkpoint, resume, extra : written every epoch (with ``extra``), resumed.
 
     Returns
@@ -107,7 +107,7 @@ def fit(dataset: SliceDataset, *, epochs: int = 30, batch_size: int = 8, lr: flo
 
     rows = train_fit(model, step, dataset, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
                      checkpoint=checkpoint, resume=resume, method="unet", seed=seed, progress=progress,
-                     extra=dict(config=model.config, **(extra or {})))
+                     extra=dict(config=model.config, **(extra or {})), amp=amp)
     return UNetResult(model.eval(), rows)
 
 
@@ -164,5 +164,5 @@ class UNet(TrainableMethod):
         check_checkpoint(checkpoint, self, print_, restart)
         extra = training_state(self, print_)
         result = fit(dataset, epochs=o.epochs, batch_size=o.batch_size, lr=o.lr, device=device,
-                     checkpoint=checkpoint, seed=o.seed, progress=progress, extra=extra)
+                     checkpoint=checkpoint, seed=o.seed, progress=progress, extra=extra, amp=o.amp)
         return UNetModel(self, dict(config=result.model.config, history=result.history, **extra), device, result.model)

@@ -6,7 +6,10 @@ import math
 
 import torch
 
+from nbutils.precision import float32
 
+
+@float32
 def squared_distances(x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
     """Squared Euclidean distances, via |x|^2 - 2 x.c + |c|^2 (clamped at 0).
 
