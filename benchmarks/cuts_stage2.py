@@ -12,7 +12,6 @@ Reported: brain pixels, seconds of each stage 2 (the PCA of the embeddings inclu
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 
 def main() -> None:
     from nbutils.data.datasets import phantom_volumes
+    from nbutils.data.io import write_json
     from nbutils.methods import cuts
     from nbutils.runtime import synchronize
 
@@ -52,7 +52,7 @@ def main() -> None:
     for r in rows:
         print(f"{r['device']:<7} {r['stage2']:<13} {r['clusters']:>8} {r['seconds']:>8.1f}")
     if args.json:
-        Path(args.json).write_text(json.dumps(dict(slices=args.slices, size=args.size, rows=rows), indent=2) + "\n")
+        write_json(args.json, dict(slices=args.slices, size=args.size, rows=rows))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pytest
 import tifffile
 
 from helpers import make_lgg_patient, run, save_nifti

@@ -83,7 +83,7 @@ def test_k_is_checked_against_the_distinct_intensities_in_memory_and_in_the_slic
         methods.get("kmeans", k=4).check([v])
     methods.get("kmeans", k=levels).check([v])
     cached = cache_slices([v], tmp_path / "cache", size=32)  # the working size of the volume: no resampling
-    with pytest.raises(ValueError, match=f"distinct intensities inside the brain, fewer than k=4"):
+    with pytest.raises(ValueError, match="distinct intensities inside the brain, fewer than k=4"):
         methods.get("dcn", k=4, size=32).check(cached)
 
 
